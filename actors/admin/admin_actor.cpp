@@ -1,0 +1,312 @@
+#include "actors/admin/admin_actor.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "schemas/key_format.hpp"
+#include "schemas/records_json.hpp"
+#include "storage/audit_repository.hpp"
+#include "storage/database.hpp"
+#include "storage/keys_repository.hpp"
+#include "storage/ledger_repository.hpp"
+#include "storage/users_repository.hpp"
+
+namespace tollgate {
+
+namespace {
+
+using nlohmann::json;
+using self_ptr = caf::stateful_actor<admin_state>*;
+
+caf::message reply(int status, const json& body) {
+  return caf::make_message(http_reply{status, body.dump(), false});
+}
+
+caf::message reply_error(const schemas::api_error& err) {
+  return caf::make_message(http_reply{err.status, err.body(), false});
+}
+
+http_reply error_reply(const schemas::api_error& err) {
+  return {err.status, err.body(), false};
+}
+
+schemas::api_error no_user(const std::string& id) {
+  return schemas::not_found("no user with id '" + id + "'");
+}
+
+json list_json(json data, bool has_more) {
+  return {{"object", "list"}, {"data", std::move(data)}, {"has_more", has_more}};
+}
+
+void audit(soci::session& sql, const admin_meta& meta, std::string action, std::string target,
+           std::string before, std::string after) {
+  storage::audit_repository(sql).append({0, meta.actor, std::move(action), std::move(target),
+                                         std::move(before), std::move(after), meta.request_id,
+                                         storage::unix_now()});
+}
+
+/// Runs `fn` on a db worker and answers its http_reply through a promise; storage failures
+/// become 503s in the same shape.
+template <class Fn>
+caf::response_promise answer_from_db(self_ptr self, Fn fn) {
+  auto promise = self->make_response_promise();
+  run_db(self, self->state.db, std::move(fn))
+      .then([=](http_reply& r) mutable { promise.deliver(std::move(r)); },
+            [=](caf::error& err) mutable { promise.deliver(error_reply(api_failure_of(err))); });
+  return promise;
+}
+
+/// Maps the ledger's answer to an admin credit onto HTTP.
+http_reply credit_reply(const storage::ledger_result& result, const schemas::credit_request& req,
+                        bool keyed) {
+  using storage::apply_status;
+  const auto& e = result.entry;
+  switch (result.status) {
+  case apply_status::committed:
+  case apply_status::replayed: {
+    if (result.status == apply_status::replayed &&
+        (e.amount != req.amount || e.reason != req.reason))
+      return error_reply(
+          schemas::conflict("this Idempotency-Key was used for a different request (amount " +
+                                std::to_string(e.amount) + ")",
+                            "idempotency_key_reused"));
+    json body{{"entry", schemas::ledger_json(e)}, {"balance", e.balance_after}};
+    return {201, body.dump(), keyed && result.status == apply_status::replayed};
+  }
+  case apply_status::insufficient:
+    return error_reply(schemas::conflict("cannot remove " + std::to_string(-req.amount) +
+                                             " micro-credits: " + result.error,
+                                         "insufficient_balance"));
+  case apply_status::no_account:
+    return error_reply(no_user(e.user_id));
+  case apply_status::failed:
+    break;
+  }
+  return error_reply(schemas::unavailable("the ledger could not commit; nothing was changed",
+                                          "ledger_unavailable"));
+}
+
+} // namespace
+
+caf::behavior admin_actor(caf::stateful_actor<admin_state>* self, db_pool db,
+                          caf::actor directory) {
+  self->state.db = std::move(db);
+  self->state.directory = std::move(directory);
+  return {
+      [=](create_atom, schemas::new_user& req, admin_meta& meta) {
+        return answer_from_db(self, [req, meta](soci::session& sql) {
+          storage::users_repository users(sql);
+          soci::transaction tx(sql);
+          if (users.email_taken(req.email))
+            return reply_error(
+                schemas::conflict("a user with email '" + req.email + "' exists", "email_taken"));
+          auto now = storage::unix_now();
+          schemas::user_record user{
+              schemas::random_id("usr"), req.name, req.email, false, req.limits, 0, now, now};
+          users.create(user);
+          auto body = schemas::user_json(user);
+          audit(sql, meta, "user.create", user.id, {}, body.dump());
+          tx.commit();
+          return reply(201, body);
+        });
+      },
+      [=](list_users_atom, page_query& page) {
+        return answer_from_db(self, [page](soci::session& sql) {
+          storage::users_repository users(sql);
+          auto rows = users.list(page.limit + 1, page.offset);
+          bool more = static_cast<int64_t>(rows.size()) > page.limit;
+          if (more)
+            rows.pop_back();
+          json data = json::array();
+          for (const auto& u : rows)
+            data.push_back(schemas::user_json(u));
+          auto body = list_json(std::move(data), more);
+          body["total"] = users.count();
+          return reply(200, body);
+        });
+      },
+      [=](caf::get_atom, const std::string& user_id) {
+        return answer_from_db(self, [user_id](soci::session& sql) {
+          auto user = storage::users_repository(sql).find(user_id);
+          if (!user)
+            return reply_error(no_user(user_id));
+          return reply(200, schemas::user_json(*user));
+        });
+      },
+      [=](update_atom, const std::string& user_id, schemas::user_patch& patch, admin_meta& meta) {
+        auto promise = self->make_response_promise();
+        run_db(self, self->state.db,
+               [user_id, patch, meta](soci::session& sql) {
+                 storage::users_repository users(sql);
+                 soci::transaction tx(sql);
+                 auto before = users.find(user_id);
+                 if (!before)
+                   return caf::make_message(make_api_failure(no_user(user_id)));
+                 if (!patch.email.empty() && users.email_taken(patch.email, user_id))
+                   return caf::make_message(make_api_failure(schemas::conflict(
+                       "a user with email '" + patch.email + "' exists", "email_taken")));
+                 auto after = patch.apply(*before);
+                 after.updated_at = storage::unix_now();
+                 users.update(after);
+                 audit(sql, meta, "user.update", user_id, schemas::user_json(*before).dump(),
+                       schemas::user_json(after).dump());
+                 tx.commit();
+                 return caf::make_message(std::move(after));
+               })
+            .then(
+                [=](schemas::user_record& after) mutable {
+                  // Answer only once the user actor applies it: the next call sees the change.
+                  auto body = schemas::user_json(after).dump();
+                  self->request(self->state.directory, caf::infinite, user_changed_atom_v, after)
+                      .then(
+                          [=]() mutable {
+                            promise.deliver(http_reply{200, body, false});
+                          },
+                          [=](caf::error& err) mutable {
+                            promise.deliver(error_reply(api_failure_of(err)));
+                          });
+                },
+                [=](caf::error& err) mutable {
+                  promise.deliver(error_reply(api_failure_of(err)));
+                });
+        return promise;
+      },
+      [=](credit_atom, const std::string& user_id, schemas::credit_request& req,
+          const std::string& idempotency_key, admin_meta& meta) {
+        auto promise = self->make_response_promise();
+        bool keyed = !idempotency_key.empty();
+        credit_order order{"credit:" + user_id + ":" +
+                               (keyed ? idempotency_key : schemas::random_id("auto")),
+                           req.amount, req.reason, meta.actor, meta.request_id};
+        self->request(self->state.directory, caf::infinite, credit_atom_v, user_id,
+                      std::move(order))
+            .then(
+                [=](storage::ledger_result& result) mutable {
+                  promise.deliver(credit_reply(result, req, keyed));
+                },
+                [=](caf::error& err) mutable {
+                  promise.deliver(error_reply(api_failure_of(err)));
+                });
+        return promise;
+      },
+      [=](ledger_atom, const std::string& user_id, page_query& page) {
+        return answer_from_db(self, [user_id, page](soci::session& sql) {
+          if (!storage::users_repository(sql).find(user_id))
+            return reply_error(no_user(user_id));
+          storage::ledger_repository ledger(sql);
+          auto rows = ledger.list(user_id, page.limit + 1, page.before_id);
+          bool more = static_cast<int64_t>(rows.size()) > page.limit;
+          if (more)
+            rows.pop_back();
+          json data = json::array();
+          for (const auto& e : rows)
+            data.push_back(schemas::ledger_json(e));
+          auto body = list_json(std::move(data), more);
+          body["first_id"] = rows.empty() ? json() : json(rows.front().id);
+          body["last_id"] = rows.empty() ? json() : json(rows.back().id);
+          return reply(200, body);
+        });
+      },
+      [=](create_atom, const std::string& user_id, schemas::new_key& req, admin_meta& meta) {
+        return answer_from_db(self, [user_id, req, meta](soci::session& sql) {
+          soci::transaction tx(sql);
+          if (!storage::users_repository(sql).find(user_id))
+            return reply_error(no_user(user_id));
+          auto secret = schemas::generate_api_key(req.environment);
+          schemas::key_record key{schemas::random_id("key"),
+                                  user_id,
+                                  req.name,
+                                  req.environment,
+                                  schemas::key_prefix(secret),
+                                  schemas::sha256_hex(secret),
+                                  req.limits,
+                                  req.models,
+                                  req.allowed_ips,
+                                  req.expires_at,
+                                  0,
+                                  storage::unix_now()};
+          storage::keys_repository(sql).create(key);
+          auto body = schemas::key_json(key);
+          audit(sql, meta, "key.create", key.id, {}, body.dump());
+          tx.commit();
+          body["key"] = secret; // shown this once
+          return reply(201, body);
+        });
+      },
+      [=](list_keys_atom, const std::string& user_id) {
+        return answer_from_db(self, [user_id](soci::session& sql) {
+          if (!storage::users_repository(sql).find(user_id))
+            return reply_error(no_user(user_id));
+          json data = json::array();
+          for (const auto& k : storage::keys_repository(sql).list_for_user(user_id))
+            data.push_back(schemas::key_json(k));
+          return reply(200, list_json(std::move(data), false));
+        });
+      },
+      [=](revoke_atom, const std::string& key_id, admin_meta& meta) {
+        auto promise = self->make_response_promise();
+        run_db(self, self->state.db,
+               [key_id, meta](soci::session& sql) {
+                 storage::keys_repository keys(sql);
+                 soci::transaction tx(sql);
+                 auto key = keys.find(key_id);
+                 if (!key)
+                   return caf::make_message(
+                       make_api_failure(schemas::not_found("no API key with id '" + key_id + "'")));
+                 auto before = schemas::key_json(*key).dump();
+                 if (keys.revoke(key_id, storage::unix_now())) {
+                   key = keys.find(key_id);
+                   audit(sql, meta, "key.revoke", key_id, before, schemas::key_json(*key).dump());
+                 }
+                 tx.commit();
+                 return caf::make_message(std::move(*key));
+               })
+            .then(
+                [=](schemas::key_record& key) mutable {
+                  // Answer once the key actor knows: the key fails from the next request on.
+                  auto body = schemas::key_json(key).dump();
+                  self->request(self->state.directory, caf::infinite, revoke_atom_v, key.key_hash,
+                                key.revoked_at)
+                      .then(
+                          [=]() mutable {
+                            promise.deliver(http_reply{200, body, false});
+                          },
+                          [=](caf::error& err) mutable {
+                            promise.deliver(error_reply(api_failure_of(err)));
+                          });
+                },
+                [=](caf::error& err) mutable {
+                  promise.deliver(error_reply(api_failure_of(err)));
+                });
+        return promise;
+      },
+      [=](ready_atom) {
+        return answer_from_db(self, [](soci::session& sql) {
+          int one = 0;
+          sql << "SELECT 1", soci::into(one);
+          return reply(200, json{{"status", "ready"}});
+        });
+      },
+      [=](audit_atom, page_query& page) {
+        return answer_from_db(self, [page](soci::session& sql) {
+          auto rows = storage::audit_repository(sql).list(page.limit + 1, page.before_id, {});
+          bool more = static_cast<int64_t>(rows.size()) > page.limit;
+          if (more)
+            rows.pop_back();
+          json data = json::array();
+          for (const auto& r : rows)
+            data.push_back({{"id", r.id},
+                            {"object", "audit_entry"},
+                            {"actor", r.actor},
+                            {"action", r.action},
+                            {"target", r.target},
+                            {"before", r.before_json.empty() ? json() : json::parse(r.before_json)},
+                            {"after", r.after_json.empty() ? json() : json::parse(r.after_json)},
+                            {"request_id", r.request_id},
+                            {"created_at", r.created_at}});
+          return reply(200, list_json(std::move(data), more));
+        });
+      },
+  };
+}
+
+} // namespace tollgate

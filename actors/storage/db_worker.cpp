@@ -1,0 +1,37 @@
+#include "actors/storage/db_worker.hpp"
+
+namespace tollgate {
+
+caf::behavior db_worker(caf::stateful_actor<db_worker_state>* self,
+                        std::shared_ptr<const storage::database> db) {
+  self->state.db = std::move(db);
+  return {
+      [=](db_job& job) -> caf::expected<caf::message> {
+        auto& st = self->state;
+        try {
+          if (!st.session)
+            st.session = st.db->open();
+          return job.run(*st.session);
+        } catch (const soci::soci_error& e) {
+          // The connection may be broken (server restarted): reopen on the next job.
+          st.session.reset();
+          return make_api_failure(
+              schemas::unavailable(std::string("database error: ") + e.what(), "database_error"));
+        } catch (const std::exception& e) {
+          return make_api_failure(schemas::internal_error(e.what()));
+        }
+      },
+  };
+}
+
+db_pool::db_pool(caf::actor_system& sys, std::shared_ptr<const storage::database> db,
+                 std::size_t size) {
+  for (std::size_t i = 0; i < size; ++i)
+    workers_.push_back(sys.spawn<caf::detached>(db_worker, db));
+}
+
+const caf::actor& db_pool::next() {
+  return workers_[next_++ % workers_.size()];
+}
+
+} // namespace tollgate

@@ -1,0 +1,161 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tollgate::config {
+
+/// Where the HTTP front end listens; `host` holds an IPv6 address without its brackets.
+struct listen_address {
+  std::string host;
+  uint16_t port = 8080;
+};
+
+/// One upstream provider; `kind` is `echo`, `openai` or `anthropic`.
+struct provider_config {
+  std::string name;
+  std::string kind;
+  /// http:// or https:// URL without a trailing slash; empty for `echo`.
+  std::string base_url;
+  /// Name of the environment variable holding the upstream API key; empty if none.
+  std::string api_key_env;
+};
+
+/// One place a public model is served from: a provider and the model name it knows.
+struct deployment_config {
+  std::string provider;
+  std::string model;
+  uint32_t weight = 1;
+  uint32_t priority = 1;
+};
+
+/// A public model: its routing strategy, deployments and prices.
+struct model_config {
+  std::string name;
+  /// One of `weighted`, `least-busy`, `lowest-latency`, `priority`.
+  std::string strategy = "weighted";
+  std::vector<deployment_config> deployments;
+  /// Micro-credits per million input tokens.
+  int64_t input_price = 0;
+  /// Micro-credits per million output tokens.
+  int64_t output_price = 0;
+};
+
+/// Per-key request and token limits; an empty optional means unlimited.
+struct rate_limits {
+  std::optional<int64_t> rpm;
+  std::optional<int64_t> tpm;
+  std::optional<int64_t> rpd;
+};
+
+/// Settings of the RESTinio front end.
+struct http_config {
+  unsigned threads = 2;
+  std::size_t max_body_bytes = 4 << 20;
+  std::chrono::seconds request_timeout{600};
+};
+
+/// Settings of the actor system.
+struct actors_config {
+  /// Idle user and key actors are passivated after this long.
+  std::chrono::seconds idle{300};
+};
+
+enum class database_backend { sqlite, postgresql };
+
+/// A database URL taken apart.
+struct database_url {
+  database_backend backend = database_backend::sqlite;
+  /// File path for sqlite (relative to the working directory unless absolute).
+  std::string sqlite_path;
+  /// For postgresql: the URL as libpq keywords, the form SOCI reads.
+  std::string connect;
+};
+
+/// A redis:// URL taken apart.
+struct redis_url {
+  std::string host;
+  uint16_t port = 6379;
+  int db = 0;
+  /// Empty when the URL carries none.
+  std::string username;
+  /// Empty when the URL carries none.
+  std::string password;
+};
+
+/// The whole gateway configuration, validated; parsed once and then shared read-only.
+struct gateway_config {
+  listen_address listen{"127.0.0.1", 8080};
+  std::string database = "sqlite://data/tollgate.db";
+  std::optional<std::string> redis;
+  std::string data_dir = "data";
+  /// Only ever set from TOLLGATE_ADMIN_KEY, never from the file.
+  std::string admin_key;
+  std::string log_level = "info";
+  http_config http;
+  actors_config actors;
+  /// Defaults for keys that set no limits of their own.
+  rate_limits limits;
+  std::vector<provider_config> providers;
+  std::vector<model_config> models;
+  /// The file loaded; empty for the built-in defaults.
+  std::string source;
+
+  /// The model with this public name, or nullptr.
+  const model_config* find_model(std::string_view name) const;
+  /// The provider with this name, or nullptr.
+  const provider_config* find_provider(std::string_view name) const;
+};
+
+/// A configuration that cannot be used; the message names the offending key or flag.
+class config_error : public std::runtime_error {
+public:
+  using runtime_error::runtime_error;
+};
+
+/// Takes apart `sqlite://PATH`, `postgresql://...` or `postgres://...`; throws config_error.
+database_url parse_database_url(std::string_view url);
+
+/// Takes apart `redis://[[user]:password@]host[:port][/db]`; throws config_error.
+redis_url parse_redis_url(std::string_view url);
+
+/// Takes apart `host:port` (IPv4 address, `localhost` or `[ipv6]`); throws config_error.
+listen_address parse_listen_address(std::string_view text);
+
+/// `host:port`, with brackets around an IPv6 host.
+std::string to_string(const listen_address& address);
+
+/// Parses and validates a JSON config (comments allowed); errors name `origin` and the key.
+gateway_config parse_config(std::string_view json_text, std::string_view origin);
+
+/// The built-in configuration: provider "local-echo" (kind echo) serving model "echo-1" free.
+gateway_config default_config();
+
+/// What the command line asks for, with the configuration it selects.
+struct command_line {
+  bool help = false;
+  bool version = false;
+  gateway_config config;
+};
+
+/// Loads the config file, then applies TOLLGATE_* variables from `env`, then flags.
+command_line load_config(int argc, const char* const* argv,
+                         const std::map<std::string, std::string>& env);
+
+/// A snapshot of the TOLLGATE_* variables of the process environment.
+std::map<std::string, std::string> environment();
+
+/// The --help text.
+std::string usage();
+
+/// The gateway's version, e.g. "0.1.0".
+std::string_view version();
+
+} // namespace tollgate::config

@@ -1,0 +1,109 @@
+#include "http/gateway.hpp"
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/admin/admin_actor.hpp"
+#include "actors/directory/directory_actor.hpp"
+#include "actors/ledger/ledger_writer.hpp"
+#include "actors/messages.hpp"
+#include "actors/storage/db_worker.hpp"
+#include "http/server.hpp"
+#include "storage/admin_key.hpp"
+#include "storage/database.hpp"
+
+namespace tollgate::http {
+
+namespace {
+
+/// The actor system's settings: our message types, and a scheduler sized to the machine.
+class system_config : public caf::actor_system_config {
+public:
+  system_config() {
+    add_message_types<caf::id_block::tollgate>();
+    set("logger.verbosity", caf::atom("quiet"));
+  }
+};
+
+/// Blocks SIGINT and SIGTERM in every thread started from now on, so that the main thread
+/// can wait for them.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+} // namespace
+
+int run_gateway(const config::gateway_config& cfg) {
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  auto signals = block_stop_signals();
+
+  auto db = std::make_shared<const storage::database>(config::parse_database_url(cfg.database));
+  std::string admin_hash;
+  try {
+    auto sql = db->open();
+    auto applied = storage::apply_migrations(*sql, db->backend_name());
+    for (int version : applied)
+      spdlog::info("applied migration {}", version);
+    auto admin = storage::ensure_admin_key(*sql, cfg.data_dir, cfg.admin_key);
+    admin_hash = admin.key_hash;
+    std::printf("%s\n", admin.notice.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tollgate: cannot open the database %s: %s\n", cfg.database.c_str(),
+                 e.what());
+    return 1;
+  }
+
+  system_config sys_cfg;
+  caf::actor_system sys{sys_cfg};
+  std::size_t readers = db->is_sqlite() ? 2 : 4;
+  db_pool pool(sys, db, readers);
+  auto committer = sys.spawn<caf::detached>(db_worker, db);
+  auto ledger = sys.spawn(ledger_writer, committer);
+  auto directory = sys.spawn(directory_actor, pool, ledger, cfg.actors.idle);
+  auto admin = sys.spawn(admin_actor, pool, directory);
+
+  auto ctx = std::make_shared<route_context>();
+  ctx->system = &sys;
+  ctx->directory = directory;
+  ctx->admin = admin;
+  ctx->admin_key_hash = admin_hash;
+  ctx->max_body_bytes = cfg.http.max_body_bytes;
+
+  server front(cfg, ctx);
+  try {
+    front.start();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tollgate: cannot listen on %s: %s\n",
+                 config::to_string(cfg.listen).c_str(), e.what());
+    for (auto& a : {admin, directory, ledger})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    for (auto& w : pool.workers())
+      caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  std::printf("tollgate %s listening on http://%s (database %s)\n",
+              std::string(config::version()).c_str(), config::to_string(cfg.listen).c_str(),
+              db->is_sqlite() ? db->url().sqlite_path.c_str() : "postgresql");
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received signal {}, shutting down", sig);
+  front.stop();
+  for (auto& a : {admin, directory, ledger})
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  for (auto& w : pool.workers())
+    caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
+} // namespace tollgate::http

@@ -1,0 +1,59 @@
+#include "http/me_request.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "actors/messages.hpp"
+#include "http/consumer_auth.hpp"
+#include "schemas/records_json.hpp"
+
+namespace tollgate::http {
+
+namespace {
+
+nlohmann::json me_json(const key_grant& grant, const user_view& view) {
+  const auto& key = grant.key;
+  const auto& user = view.user;
+  auto key_body = schemas::key_json(key);
+  key_body.erase("user_id");
+  key_body.erase("revoked_at");
+  return {{"object", "me"},
+          {"user",
+           {{"id", user.id},
+            {"name", user.name},
+            {"email", user.email},
+            {"limits", schemas::limits_json(user.limits)}}},
+          {"balance", user.balance},
+          {"available", view.available},
+          {"held", view.held},
+          {"key", std::move(key_body)}};
+}
+
+} // namespace
+
+caf::behavior me_request(caf::stateful_actor<me_request_state>* self, request_handle req,
+                         consumer_call call, caf::actor directory) {
+  auto fail = [=](const schemas::api_error& err) {
+    send_error(req, err, call.request_id);
+    self->quit();
+  };
+  authenticate(
+      self, directory, call.key_hash, call.client_ip,
+      [=](key_grant grant) {
+        self->request(grant.user, actor_timeout, caf::get_atom_v)
+            .then(
+                [=](user_view& view) {
+                  if (view.user.suspended) {
+                    fail(schemas::forbidden("this account is suspended", "user_suspended"));
+                    return;
+                  }
+                  send_json(req, 200, me_json(grant, view).dump(), call.request_id);
+                  self->quit();
+                },
+                [=](caf::error& err) { fail(api_failure_of(err)); });
+      },
+      fail);
+  // The actor lives for its pending requests and quits once it has answered.
+  return {[](caf::ok_atom) {}};
+}
+
+} // namespace tollgate::http

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <caf/all.hpp>
+#include <restinio/all.hpp>
+
+#include "config/config.hpp"
+
+namespace tollgate::http {
+
+using router = restinio::router::express_router_t<>;
+
+/// What the route handlers need: the actors they hand requests to and the admin key's hash.
+struct route_context {
+  caf::actor_system* system = nullptr;
+  caf::actor directory;
+  caf::actor admin;
+  std::string admin_key_hash;
+  std::size_t max_body_bytes = 4 << 20;
+};
+
+/// The gateway's endpoints, with JSON 404/405 answers for everything else.
+std::unique_ptr<router> make_router(std::shared_ptr<const route_context> ctx);
+
+} // namespace tollgate::http

@@ -1,0 +1,41 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include <soci/soci.h>
+
+#include "config/config.hpp"
+
+namespace tollgate::storage {
+
+/// Opens sessions to the configured store: SQLite (WAL, full sync) or PostgreSQL.
+class database {
+public:
+  explicit database(config::database_url url);
+
+  /// A new session, ready for use; throws soci::soci_error when the store is unreachable.
+  std::unique_ptr<soci::session> open() const;
+
+  bool is_sqlite() const noexcept { return url_.backend == config::database_backend::sqlite; }
+  /// "sqlite" or "postgresql": the folder name of the backend's migrations.
+  std::string_view backend_name() const noexcept;
+  const config::database_url& url() const noexcept { return url_; }
+
+private:
+  config::database_url url_;
+};
+
+/// Runs a script of several statements (triggers and functions included) on `sql`.
+void execute_script(soci::session& sql, std::string_view script);
+
+/// Applies the migrations the store has not seen yet, each in its own transaction, and
+/// returns their versions. Safe to call from several nodes at once on PostgreSQL.
+std::vector<int> apply_migrations(soci::session& sql, std::string_view backend);
+
+/// Unix time in seconds.
+int64_t unix_now();
+
+} // namespace tollgate::storage

@@ -1,0 +1,33 @@
+#include "storage/ledger_batch.hpp"
+
+namespace tollgate::storage {
+
+std::vector<ledger_result> commit_batch(soci::session& sql, const std::vector<ledger_post>& posts) {
+  std::vector<ledger_result> out;
+  out.reserve(posts.size());
+  try {
+    soci::transaction tx(sql);
+    ledger_repository ledger(sql);
+    audit_repository audit(sql);
+    for (const auto& post : posts) {
+      auto outcome = ledger.apply(post.change, post.floor);
+      if (outcome.status == apply_status::committed && !post.audit.action.empty()) {
+        auto record = post.audit;
+        record.after_json = "{\"ledger_entry_id\":" + std::to_string(outcome.entry.id) +
+                            ",\"amount\":" + std::to_string(outcome.entry.amount) +
+                            ",\"balance_after\":" + std::to_string(outcome.entry.balance_after) +
+                            "}";
+        audit.append(record);
+      }
+      out.push_back({outcome.status, std::move(outcome.entry), {}});
+    }
+    tx.commit();
+  } catch (const std::exception& e) {
+    out.assign(posts.size(), ledger_result{apply_status::failed, {}, e.what()});
+    for (std::size_t i = 0; i < posts.size(); ++i)
+      out[i].entry = posts[i].change;
+  }
+  return out;
+}
+
+} // namespace tollgate::storage

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <soci/soci.h>
+
+#include "schemas/records.hpp"
+#include "storage/audit_repository.hpp"
+#include "storage/ledger_repository.hpp"
+
+namespace tollgate::storage {
+
+/// One balance change waiting for the next group commit.
+struct ledger_post {
+  schemas::ledger_entry change; ///< id and balance_after are filled in by the commit.
+  int64_t floor = 0;            ///< The balance may not fall below this.
+  audit_record audit;           ///< Written with the change when `audit.action` is set.
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, ledger_post& x) {
+    return f(x.change, x.floor, x.audit);
+  }
+};
+
+struct ledger_result {
+  apply_status status = apply_status::failed;
+  schemas::ledger_entry entry;
+  std::string error; ///< Why the store failed, for the log.
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, ledger_result& x) {
+    return f(x.status, x.entry, x.error);
+  }
+};
+
+/// Commits all posts in one transaction (one fsync for the lot) and returns one result per
+/// post, in order. If the transaction fails, every result is `failed` and nothing is written.
+std::vector<ledger_result> commit_batch(soci::session& sql, const std::vector<ledger_post>& posts);
+
+} // namespace tollgate::storage

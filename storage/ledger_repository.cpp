@@ -1,0 +1,101 @@
+#include "storage/ledger_repository.hpp"
+
+namespace tollgate::storage {
+
+namespace {
+
+constexpr const char* select_entry =
+    "SELECT id, user_id, request_id, kind, amount, balance_after, reason, actor, created_at "
+    "FROM ledger_entries ";
+
+void bind_entry(soci::statement& st, schemas::ledger_entry& e) {
+  st.exchange(soci::into(e.id));
+  st.exchange(soci::into(e.user_id));
+  st.exchange(soci::into(e.request_id));
+  st.exchange(soci::into(e.kind));
+  st.exchange(soci::into(e.amount));
+  st.exchange(soci::into(e.balance_after));
+  st.exchange(soci::into(e.reason));
+  st.exchange(soci::into(e.actor));
+  st.exchange(soci::into(e.created_at));
+}
+
+} // namespace
+
+apply_outcome ledger_repository::apply(const schemas::ledger_entry& change, int64_t floor) {
+  if (auto earlier = find_by_request(change.request_id))
+    return {apply_status::replayed, std::move(*earlier)};
+  soci::statement update = (sql_.prepare << "UPDATE accounts SET balance = balance + :a, "
+                                            "updated_at = :t WHERE user_id = :u "
+                                            "AND balance + :a2 >= :f",
+                            soci::use(change.amount), soci::use(change.created_at),
+                            soci::use(change.user_id), soci::use(change.amount), soci::use(floor));
+  update.execute(true);
+  if (update.get_affected_rows() == 0) {
+    auto current = balance(change.user_id);
+    return {current ? apply_status::insufficient : apply_status::no_account, change};
+  }
+  apply_outcome out{apply_status::committed, change};
+  sql_ << "SELECT balance FROM accounts WHERE user_id = :u", soci::use(change.user_id),
+      soci::into(out.entry.balance_after);
+  sql_ << "INSERT INTO ledger_entries (user_id, request_id, kind, amount, balance_after, reason, "
+          "actor, created_at) VALUES (:u, :r, :k, :a, :b, :reason, :actor, :t) RETURNING id",
+      soci::use(change.user_id), soci::use(change.request_id), soci::use(change.kind),
+      soci::use(change.amount), soci::use(out.entry.balance_after), soci::use(change.reason),
+      soci::use(change.actor), soci::use(change.created_at), soci::into(out.entry.id);
+  return out;
+}
+
+std::optional<schemas::ledger_entry>
+ledger_repository::find_by_request(const std::string& request_id) {
+  schemas::ledger_entry e;
+  soci::statement st(sql_);
+  bind_entry(st, e);
+  st.exchange(soci::use(request_id));
+  st.alloc();
+  st.prepare(std::string(select_entry) + "WHERE request_id = :r");
+  st.define_and_bind();
+  if (!st.execute(true))
+    return std::nullopt;
+  return e;
+}
+
+std::vector<schemas::ledger_entry> ledger_repository::list(const std::string& user_id,
+                                                           int64_t limit, int64_t before_id) {
+  std::vector<schemas::ledger_entry> out;
+  schemas::ledger_entry e;
+  int64_t before = before_id > 0 ? before_id : INT64_MAX;
+  soci::statement st(sql_);
+  bind_entry(st, e);
+  st.exchange(soci::use(user_id));
+  st.exchange(soci::use(before));
+  st.exchange(soci::use(limit));
+  st.alloc();
+  st.prepare(std::string(select_entry) +
+             "WHERE user_id = :u AND id < :b ORDER BY id DESC LIMIT :l");
+  st.define_and_bind();
+  st.execute(false);
+  while (st.fetch())
+    out.push_back(e);
+  return out;
+}
+
+int64_t ledger_repository::sum(const std::string& user_id) {
+  long long total = 0;
+  soci::indicator ind = soci::i_ok;
+  sql_ << "SELECT SUM(amount) FROM ledger_entries WHERE user_id = :u", soci::use(user_id),
+      soci::into(total, ind);
+  return ind == soci::i_null ? 0 : total;
+}
+
+std::optional<int64_t> ledger_repository::balance(const std::string& user_id) {
+  int64_t value = 0;
+  soci::indicator ind = soci::i_ok;
+  sql_ << "SELECT balance FROM accounts WHERE user_id = :u", soci::use(user_id),
+      soci::into(value, ind);
+  if (!sql_.got_data())
+    return std::nullopt;
+  return value;
+}
+
+} // namespace tollgate::storage

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <soci/soci.h>
+
+#include "schemas/records.hpp"
+
+namespace tollgate::storage {
+
+/// What happened to one balance change.
+enum class apply_status {
+  committed,    ///< New entry written, balance changed.
+  replayed,     ///< An entry with this request id exists; it is returned unchanged.
+  insufficient, ///< The balance would fall below the floor; nothing written.
+  no_account,   ///< No such user; nothing written.
+  failed,       ///< The store failed; nothing written.
+};
+
+struct apply_outcome {
+  apply_status status = apply_status::no_account;
+  schemas::ledger_entry entry; ///< The new or the earlier entry.
+};
+
+/// The append-only ledger and the balances it moves. Callers run `apply` inside a
+/// transaction; balance and entry change together or not at all.
+class ledger_repository {
+public:
+  explicit ledger_repository(soci::session& sql)
+      : sql_(sql) {}
+
+  /// Adds `change.amount` to the user's balance if the result stays >= `floor`, and appends
+  /// the entry with the resulting balance. Replays of a request id change nothing.
+  apply_outcome apply(const schemas::ledger_entry& change, int64_t floor);
+
+  std::optional<schemas::ledger_entry> find_by_request(const std::string& request_id);
+  /// Newest first; `before_id` 0 starts at the newest.
+  std::vector<schemas::ledger_entry> list(const std::string& user_id, int64_t limit,
+                                          int64_t before_id);
+  /// Sum of all the user's entries: must always equal the stored balance.
+  int64_t sum(const std::string& user_id);
+  std::optional<int64_t> balance(const std::string& user_id);
+
+private:
+  soci::session& sql_;
+};
+
+} // namespace tollgate::storage

@@ -1,0 +1,211 @@
+#include <boost/test/unit_test.hpp>
+
+#include "config/config.hpp"
+#include "schemas/key_format.hpp"
+#include "storage/audit_repository.hpp"
+#include "storage/database.hpp"
+#include "storage/keys_repository.hpp"
+#include "storage/ledger_batch.hpp"
+#include "storage/ledger_repository.hpp"
+#include "storage/users_repository.hpp"
+#include "tests/support/live_services.hpp"
+#include "tests/support/temp_dir.hpp"
+
+// The same checks against SQLite (a file per test) and the live PostgreSQL (a database per
+// test): the repositories must behave alike on both.
+
+using namespace tollgate;
+
+namespace {
+
+schemas::user_record make_user(soci::session& sql, const std::string& email) {
+  auto now = storage::unix_now();
+  schemas::user_record user{schemas::random_id("usr"), "Ada", email, false, {}, 0, now, now};
+  storage::users_repository(sql).create(user);
+  return user;
+}
+
+schemas::ledger_entry change(const std::string& user, const std::string& request, int64_t amount) {
+  return {0, user, request, "credit", amount, 0, "test", "admin", storage::unix_now()};
+}
+
+void check_migrations_are_idempotent(const storage::database& db) {
+  auto sql = db.open();
+  auto first = storage::apply_migrations(*sql, db.backend_name());
+  BOOST_TEST(first.size() >= 1u);
+  BOOST_TEST(storage::apply_migrations(*sql, db.backend_name()).empty());
+  long long count = 0;
+  *sql << "SELECT COUNT(*) FROM schema_migrations", soci::into(count);
+  BOOST_TEST(count == static_cast<long long>(first.size()));
+}
+
+void check_ledger_apply(const storage::database& db) {
+  auto sql = db.open();
+  storage::apply_migrations(*sql, db.backend_name());
+  auto user = make_user(*sql, "a@example.com");
+  storage::ledger_repository ledger(*sql);
+
+  auto first = ledger.apply(change(user.id, "r1", 1000), 0);
+  BOOST_TEST((first.status == storage::apply_status::committed));
+  BOOST_TEST(first.entry.balance_after == 1000);
+  BOOST_TEST(first.entry.id > 0);
+
+  auto replay = ledger.apply(change(user.id, "r1", 1000), 0);
+  BOOST_TEST((replay.status == storage::apply_status::replayed));
+  BOOST_TEST(replay.entry.id == first.entry.id);
+
+  // The floor guards what open holds keep aside.
+  auto too_much = ledger.apply(change(user.id, "r2", -700), 400);
+  BOOST_TEST((too_much.status == storage::apply_status::insufficient));
+  auto fits = ledger.apply(change(user.id, "r3", -600), 400);
+  BOOST_TEST((fits.status == storage::apply_status::committed));
+  BOOST_TEST(fits.entry.balance_after == 400);
+
+  auto nobody = ledger.apply(change("usr_missing", "r4", 10), 0);
+  BOOST_TEST((nobody.status == storage::apply_status::no_account));
+
+  BOOST_TEST(*ledger.balance(user.id) == 400);
+  BOOST_TEST(ledger.sum(user.id) == 400);
+  BOOST_TEST(!ledger.balance("usr_missing"));
+  auto entries = ledger.list(user.id, 10, 0);
+  BOOST_REQUIRE_EQUAL(entries.size(), 2u);
+  BOOST_TEST(entries[0].request_id == "r3"); // newest first
+  BOOST_TEST(ledger.list(user.id, 10, entries[0].id).size() == 1u);
+}
+
+void check_batches_commit_together(const storage::database& db) {
+  auto sql = db.open();
+  storage::apply_migrations(*sql, db.backend_name());
+  auto a = make_user(*sql, "a@example.com");
+  auto b = make_user(*sql, "b@example.com");
+  std::vector<storage::ledger_post> posts;
+  posts.push_back({change(a.id, "a1", 500), 0, {}});
+  posts.push_back({change(b.id, "b1", 300), 0, {0, "admin", "credits.add", b.id, "", "", "rq", 1}});
+  posts.push_back({change(a.id, "a2", -800), 0, {}}); // more than a has
+  posts.push_back({change(a.id, "a1", 500), 0, {}});  // replay inside the batch
+  posts.push_back({change(a.id, "a3", -200), 0, {}});
+  auto results = storage::commit_batch(*sql, posts);
+  BOOST_REQUIRE_EQUAL(results.size(), posts.size());
+  BOOST_TEST((results[0].status == storage::apply_status::committed));
+  BOOST_TEST((results[1].status == storage::apply_status::committed));
+  BOOST_TEST((results[2].status == storage::apply_status::insufficient));
+  BOOST_TEST((results[3].status == storage::apply_status::replayed));
+  BOOST_TEST((results[4].status == storage::apply_status::committed));
+  BOOST_TEST(results[4].entry.balance_after == 300);
+  storage::ledger_repository ledger(*sql);
+  for (const auto& id : {a.id, b.id})
+    BOOST_TEST(*ledger.balance(id) == ledger.sum(id));
+  auto audit = storage::audit_repository(*sql).list(10, 0, b.id);
+  BOOST_REQUIRE_EQUAL(audit.size(), 1u);
+  BOOST_TEST(audit[0].after_json.find("\"balance_after\":300") != std::string::npos);
+}
+
+void check_ledger_is_append_only(const storage::database& db) {
+  auto sql = db.open();
+  storage::apply_migrations(*sql, db.backend_name());
+  auto user = make_user(*sql, "a@example.com");
+  storage::ledger_repository(*sql).apply(change(user.id, "r1", 100), 0);
+  BOOST_CHECK_THROW(*sql << "UPDATE ledger_entries SET amount = 1000000", soci::soci_error);
+  BOOST_CHECK_THROW(*sql << "DELETE FROM ledger_entries", soci::soci_error);
+  BOOST_CHECK_THROW(*sql << "UPDATE accounts SET balance = -5", soci::soci_error);
+  BOOST_TEST(storage::ledger_repository(*sql).sum(user.id) == 100);
+}
+
+void check_keys_and_users(const storage::database& db) {
+  auto sql = db.open();
+  storage::apply_migrations(*sql, db.backend_name());
+  auto user = make_user(*sql, "a@example.com");
+  storage::users_repository users(*sql);
+  BOOST_TEST(users.email_taken("a@example.com"));
+  BOOST_TEST(!users.email_taken("a@example.com", user.id));
+  user.suspended = true;
+  user.limits.rpm = 7;
+  users.update(user);
+  auto found = users.find(user.id);
+  BOOST_REQUIRE(found);
+  BOOST_TEST(found->suspended);
+  BOOST_TEST(found->limits.rpm == 7);
+
+  auto secret = schemas::generate_api_key("live");
+  schemas::key_record key{schemas::random_id("key"),
+                          user.id,
+                          "k",
+                          "live",
+                          schemas::key_prefix(secret),
+                          schemas::sha256_hex(secret),
+                          {1, 2, 3},
+                          {"echo-1"},
+                          {"10.0.0.0/8"},
+                          0,
+                          0,
+                          storage::unix_now()};
+  storage::keys_repository keys(*sql);
+  keys.create(key);
+  auto by_hash = keys.find_by_hash(schemas::sha256_hex(secret));
+  BOOST_REQUIRE(by_hash);
+  BOOST_TEST(by_hash->models == key.models);
+  BOOST_TEST(by_hash->allowed_ips == key.allowed_ips);
+  BOOST_TEST((by_hash->limits == key.limits));
+  BOOST_TEST(keys.revoke(key.id, 42));
+  BOOST_TEST(!keys.revoke(key.id, 43)); // once
+  BOOST_TEST(keys.find(key.id)->revoked_at == 42);
+  BOOST_TEST(keys.list_for_user(user.id).size() == 1u);
+}
+
+/// Runs `check` on a fresh SQLite file.
+template <class Check>
+void on_sqlite(Check check) {
+  test::temp_dir dir;
+  storage::database db(config::parse_database_url("sqlite://" + (dir / "t.db").string()));
+  check(db);
+}
+
+/// Runs `check` on a fresh PostgreSQL database.
+template <class Check>
+void on_postgres(Check check) {
+  test::scoped_pg_database pg(test::require_pg_url());
+  storage::database db(config::parse_database_url(pg.url()));
+  check(db);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(ledger_storage_sqlite)
+
+BOOST_AUTO_TEST_CASE(migrations) {
+  on_sqlite(check_migrations_are_idempotent);
+}
+BOOST_AUTO_TEST_CASE(apply) {
+  on_sqlite(check_ledger_apply);
+}
+BOOST_AUTO_TEST_CASE(batches) {
+  on_sqlite(check_batches_commit_together);
+}
+BOOST_AUTO_TEST_CASE(append_only) {
+  on_sqlite(check_ledger_is_append_only);
+}
+BOOST_AUTO_TEST_CASE(keys_and_users) {
+  on_sqlite(check_keys_and_users);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(ledger_storage_live)
+
+BOOST_AUTO_TEST_CASE(migrations) {
+  on_postgres(check_migrations_are_idempotent);
+}
+BOOST_AUTO_TEST_CASE(apply) {
+  on_postgres(check_ledger_apply);
+}
+BOOST_AUTO_TEST_CASE(batches) {
+  on_postgres(check_batches_commit_together);
+}
+BOOST_AUTO_TEST_CASE(append_only) {
+  on_postgres(check_ledger_is_append_only);
+}
+BOOST_AUTO_TEST_CASE(keys_and_users) {
+  on_postgres(check_keys_and_users);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
