@@ -19,7 +19,7 @@ schemas::api_error api_failure_of(const caf::error& err) {
   if (err.category() == caf::atom("system")) {
     switch (static_cast<caf::sec>(err.code())) {
     case caf::sec::request_timeout:
-      return {504, "server_error", "timeout", "the gateway timed out on this request", {}};
+      return {504, "server_error", "timeout", "the gateway timed out on this request", {}, {}};
     case caf::sec::request_receiver_down:
       return schemas::unavailable("a gateway component is restarting; retry the request");
     default:

@@ -8,8 +8,11 @@
 #include <caf/all.hpp>
 #include <soci/soci.h>
 
+#include "actors/limits/rate_limiter.hpp"
+#include "actors/provider/upstream_loop.hpp"
 #include "schemas/admin_requests.hpp"
 #include "schemas/api_error.hpp"
+#include "schemas/pricing.hpp"
 #include "schemas/records.hpp"
 #include "storage/ledger_batch.hpp"
 
@@ -94,6 +97,102 @@ struct page_query {
   }
 };
 
+/// What a request asks of a key before it may run.
+struct admission_request {
+  std::string client_ip;
+  std::string model;
+  int64_t tokens = 0; ///< Estimated tokens of the call, charged to the token window now.
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, admission_request& x) {
+    return f(x.client_ip, x.model, x.tokens);
+  }
+};
+
+/// A key's yes: who owns it and the state of its rate windows.
+struct admission {
+  schemas::key_record key;
+  caf::actor key_actor; ///< Where the call reports the tokens it really used.
+  caf::actor user;
+  rate_headers headers;
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, admission& x) {
+    return f(x.key, x.key_actor, x.user, x.headers);
+  }
+};
+
+/// Where a model's call goes: one deployment and its provider actor.
+struct route_plan {
+  std::string model;      ///< The public name the caller used.
+  std::string deployment; ///< "provider/upstream model"
+  std::string provider;
+  std::string upstream_model;
+  schemas::model_price price;
+  int64_t max_output_tokens = 4096;
+  caf::actor provider_actor;
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, route_plan& x) {
+    return f(x.model, x.deployment, x.provider, x.upstream_model, x.price, x.max_output_tokens,
+             x.provider_actor);
+  }
+};
+
+/// A request for credits to be kept aside for one call.
+struct hold_request {
+  std::string hold_id; ///< The request id.
+  schemas::model_price price;
+  int64_t prompt_tokens = 0;
+  int64_t max_tokens = 0; ///< The caller's, 0 if unset.
+  int64_t choices = 1;
+  int64_t default_max_tokens = 4096;
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, hold_request& x) {
+    return f(x.hold_id, x.price, x.prompt_tokens, x.max_tokens, x.choices, x.default_max_tokens);
+  }
+};
+
+/// The hold as granted; the call may not produce more than `max_tokens` per choice.
+struct hold_grant {
+  int64_t amount = 0;
+  int64_t max_tokens = 0; ///< 0: as the caller asked.
+  bool capped = false;
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, hold_grant& x) {
+    return f(x.amount, x.max_tokens, x.capped);
+  }
+};
+
+/// The end of a call: charge `cost` (at most the hold; 0 voids it) and record its usage.
+struct settlement {
+  std::string hold_id;
+  int64_t cost = 0;
+  storage::usage_record usage;
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, settlement& x) {
+    return f(x.hold_id, x.cost, x.usage);
+  }
+};
+
+/// One call to an upstream; data and the end arrive at `requester` tagged with `attempt`.
+struct upstream_call {
+  std::string request_id;
+  std::string path; ///< "chat/completions" or "embeddings"
+  std::string body; ///< JSON
+  bool stream = false;
+  uint64_t attempt = 0;
+  caf::actor requester;
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, upstream_call& x) {
+    return f(x.request_id, x.path, x.body, x.stream, x.attempt, x.requester);
+  }
+};
+
 /// Wraps an API error so it travels as a CAF error (category "tollgate").
 caf::error make_api_failure(schemas::api_error err);
 
@@ -130,6 +229,19 @@ CAF_ADD_TYPE_ID(tollgate, (tollgate::key_grant))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::user_view))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::credit_order))
 
+// -- request -> key, user, router and provider actors
+CAF_ADD_TYPE_ID(tollgate, (tollgate::admission_request))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::admission))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::rate_headers))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::route_plan))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::schemas::model_price))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::hold_request))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::hold_grant))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::settlement))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::storage::usage_record))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::upstream_call))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::transfer_result))
+
 // -- user actor -> ledger writer -> committer
 CAF_ADD_TYPE_ID(tollgate, (tollgate::storage::ledger_post))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::storage::ledger_result))
@@ -153,6 +265,23 @@ CAF_ADD_ATOM(tollgate, tollgate, list_users_atom, "listusers")
 CAF_ADD_ATOM(tollgate, tollgate, list_keys_atom, "listkeys")
 CAF_ADD_ATOM(tollgate, tollgate, ledger_atom, "ledger")
 CAF_ADD_ATOM(tollgate, tollgate, audit_atom, "audit")
+// -- atoms: request -> key, router, user and provider actors
+CAF_ADD_ATOM(tollgate, tollgate, admit_atom, "admit")
+CAF_ADD_ATOM(tollgate, tollgate, usage_atom, "usage")
+CAF_ADD_ATOM(tollgate, tollgate, route_atom, "route")
+CAF_ADD_ATOM(tollgate, tollgate, models_atom, "models")
+CAF_ADD_ATOM(tollgate, tollgate, hold_atom, "hold")
+CAF_ADD_ATOM(tollgate, tollgate, settle_atom, "settle")
+CAF_ADD_ATOM(tollgate, tollgate, complete_atom, "complete")
+CAF_ADD_ATOM(tollgate, tollgate, cancel_atom, "cancel")
+// -- atoms: provider -> request
+CAF_ADD_ATOM(tollgate, tollgate, upstream_data_atom, "updata")
+CAF_ADD_ATOM(tollgate, tollgate, upstream_done_atom, "updone")
+// -- atoms: provider supervisor -> router, and self-scheduled retries
+CAF_ADD_ATOM(tollgate, tollgate, provider_up_atom, "providerup")
+CAF_ADD_ATOM(tollgate, tollgate, restart_atom, "restart")
+// -- atoms: http writer -> request
+CAF_ADD_ATOM(tollgate, tollgate, written_atom, "written")
 // -- atoms: operators
 CAF_ADD_ATOM(tollgate, tollgate, ready_atom, "ready")
 CAF_ADD_ATOM(tollgate, tollgate, stats_atom, "stats")

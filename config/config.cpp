@@ -346,7 +346,9 @@ deployment_config read_deployment(const json& value, std::string_view path,
 
 model_config read_model(const json& value, std::string_view path,
                         const std::vector<provider_config>& providers) {
-  check_keys(value, path, {"name", "strategy", "deployments", "input_price", "output_price"});
+  check_keys(
+      value, path,
+      {"name", "strategy", "deployments", "input_price", "output_price", "max_output_tokens"});
   model_config model;
   model.name = read_name(required(value, path, "name"), member_path(path, "name"));
   if (const auto* strategy = member(value, "strategy"))
@@ -362,6 +364,8 @@ model_config read_model(const json& value, std::string_view path,
     model.input_price = read_integer(*price, member_path(path, "input_price"), 0);
   if (const auto* price = member(value, "output_price"))
     model.output_price = read_integer(*price, member_path(path, "output_price"), 0);
+  if (const auto* tokens = member(value, "max_output_tokens"))
+    model.max_output_tokens = read_integer(*tokens, member_path(path, "max_output_tokens"), 1);
   return model;
 }
 

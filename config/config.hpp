@@ -46,6 +46,9 @@ struct model_config {
   int64_t input_price = 0;
   /// Micro-credits per million output tokens.
   int64_t output_price = 0;
+  /// The most completion tokens one call may produce: what a hold assumes when the caller
+  /// sets no max_tokens.
+  int64_t max_output_tokens = 4096;
 };
 
 /// Per-key request and token limits; an empty optional means unlimited.

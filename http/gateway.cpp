@@ -11,6 +11,8 @@
 #include "actors/directory/directory_actor.hpp"
 #include "actors/ledger/ledger_writer.hpp"
 #include "actors/messages.hpp"
+#include "actors/provider/provider_supervisor.hpp"
+#include "actors/router/router_actor.hpp"
 #include "actors/storage/db_worker.hpp"
 #include "http/server.hpp"
 #include "storage/admin_key.hpp"
@@ -68,13 +70,19 @@ int run_gateway(const config::gateway_config& cfg) {
   db_pool pool(sys, db, readers);
   auto committer = sys.spawn<caf::detached>(db_worker, db);
   auto ledger = sys.spawn(ledger_writer, committer);
-  auto directory = sys.spawn(directory_actor, pool, ledger, cfg.actors.idle);
+  schemas::rate_limits default_limits{cfg.limits.rpm.value_or(0), cfg.limits.tpm.value_or(0),
+                                      cfg.limits.rpd.value_or(0)};
+  auto directory = sys.spawn(directory_actor, pool, ledger, default_limits, cfg.actors.idle);
   auto admin = sys.spawn(admin_actor, pool, directory);
+  auto loop = std::make_shared<upstream_loop>();
+  auto model_router = sys.spawn(router_actor, model_catalog(cfg));
+  auto providers = sys.spawn(provider_supervisor, cfg.providers, loop, model_router);
 
   auto ctx = std::make_shared<route_context>();
   ctx->system = &sys;
   ctx->directory = directory;
   ctx->admin = admin;
+  ctx->router = model_router;
   ctx->admin_key_hash = admin_hash;
   ctx->max_body_bytes = cfg.http.max_body_bytes;
 
@@ -84,7 +92,7 @@ int run_gateway(const config::gateway_config& cfg) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tollgate: cannot listen on %s: %s\n",
                  config::to_string(cfg.listen).c_str(), e.what());
-    for (auto& a : {admin, directory, ledger})
+    for (auto& a : {admin, directory, ledger, model_router, providers})
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     for (auto& w : pool.workers())
       caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
@@ -99,7 +107,7 @@ int run_gateway(const config::gateway_config& cfg) {
   sigwait(&signals, &sig);
   spdlog::info("received signal {}, shutting down", sig);
   front.stop();
-  for (auto& a : {admin, directory, ledger})
+  for (auto& a : {admin, directory, ledger, model_router, providers})
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (auto& w : pool.workers())
     caf::anon_send_exit(w, caf::exit_reason::user_shutdown);

@@ -1,5 +1,7 @@
 #include "http/me_request.hpp"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "actors/messages.hpp"
@@ -28,10 +30,25 @@ nlohmann::json me_json(const key_grant& grant, const user_view& view) {
           {"key", std::move(key_body)}};
 }
 
+/// The model list, narrowed to what the key's allowlist admits.
+nlohmann::json models_for_key(const schemas::key_record& key, const std::string& list) {
+  auto doc = nlohmann::json::parse(list);
+  if (key.models.empty())
+    return doc;
+  auto& data = doc["data"];
+  nlohmann::json allowed = nlohmann::json::array();
+  for (auto& m : data)
+    if (std::find(key.models.begin(), key.models.end(), m.value("id", "")) != key.models.end())
+      allowed.push_back(std::move(m));
+  data = std::move(allowed);
+  return doc;
+}
+
 } // namespace
 
 caf::behavior me_request(caf::stateful_actor<me_request_state>* self, request_handle req,
-                         consumer_call call, caf::actor directory) {
+                         consumer_call call, account_view what, caf::actor directory,
+                         caf::actor router) {
   auto fail = [=](const schemas::api_error& err) {
     send_error(req, err, call.request_id);
     self->quit();
@@ -39,6 +56,16 @@ caf::behavior me_request(caf::stateful_actor<me_request_state>* self, request_ha
   authenticate(
       self, directory, call.key_hash, call.client_ip,
       [=](key_grant grant) {
+        if (what == account_view::models) {
+          self->request(router, actor_timeout, models_atom_v)
+              .then(
+                  [=](const std::string& list) {
+                    send_json(req, 200, models_for_key(grant.key, list).dump(), call.request_id);
+                    self->quit();
+                  },
+                  [=](caf::error& err) { fail(api_failure_of(err)); });
+          return;
+        }
         self->request(grant.user, actor_timeout, caf::get_atom_v)
             .then(
                 [=](user_view& view) {

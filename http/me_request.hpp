@@ -15,12 +15,20 @@ struct consumer_call {
   std::string client_ip;
 };
 
+/// What an authenticated read answers.
+enum class account_view {
+  me,     ///< GET /v1/me
+  models, ///< GET /v1/models
+};
+
 struct me_request_state {
   static inline constexpr const char* name = "me_request";
 };
 
-/// GET /v1/me: the key's owner, balance, and the key's own settings.
+/// GET /v1/me (the key's owner, balance, and the key's own settings) and GET /v1/models
+/// (the models the key may use, with prices): authenticate, then answer.
 caf::behavior me_request(caf::stateful_actor<me_request_state>* self, request_handle req,
-                         consumer_call call, caf::actor directory);
+                         consumer_call call, account_view view, caf::actor directory,
+                         caf::actor router);
 
 } // namespace tollgate::http

@@ -7,9 +7,11 @@
 
 #include "actors/messages.hpp"
 #include "http/me_request.hpp"
+#include "http/proxy_request.hpp"
 #include "http/request_actor.hpp"
 #include "http/responses.hpp"
 #include "schemas/admin_requests.hpp"
+#include "schemas/chat.hpp"
 #include "schemas/key_format.hpp"
 #include "storage/database.hpp"
 
@@ -132,6 +134,37 @@ struct route {
   handler handle;
 };
 
+consumer_call consumer_of(const call& c) {
+  return {c.request_id, schemas::sha256_hex(bearer_token(c.req)),
+          c.req->remote_endpoint().address().to_string()};
+}
+
+status to_account(const ctx_ptr& ctx, const call& c, account_view view) {
+  ctx->system->spawn(me_request, c.req, consumer_of(c), view, ctx->directory, ctx->router);
+  return restinio::request_accepted();
+}
+
+proxy_call proxy_call_of(const call& c, std::string path, nlohmann::json body, std::string model,
+                         int64_t prompt_tokens) {
+  auto who = consumer_of(c);
+  proxy_call pc;
+  pc.request_id = std::move(who.request_id);
+  pc.key_hash = std::move(who.key_hash);
+  pc.client_ip = std::move(who.client_ip);
+  pc.path = std::move(path);
+  pc.body = std::move(body);
+  pc.model = std::move(model);
+  pc.prompt_tokens = prompt_tokens;
+  pc.received = std::chrono::steady_clock::now();
+  return pc;
+}
+
+status to_proxy(const ctx_ptr& ctx, const call& c, proxy_call pc) {
+  ctx->system->spawn(proxy_request, c.req, std::move(pc),
+                     proxy_actors{ctx->directory, ctx->router});
+  return restinio::request_accepted();
+}
+
 admin_meta meta_of(const call& c) {
   return {"admin", c.request_id};
 }
@@ -154,11 +187,31 @@ std::vector<route> routes() {
       {http_method_get(), "/ready", auth::none,
        [](const ctx_ptr& ctx, const call& c) { return to_admin(ctx, c, ready_atom_v); }},
       {http_method_get(), "/v1/me", auth::consumer,
+       [](const ctx_ptr& ctx, const call& c) { return to_account(ctx, c, account_view::me); }},
+      {http_method_get(), "/v1/models", auth::consumer,
+       [](const ctx_ptr& ctx, const call& c) { return to_account(ctx, c, account_view::models); }},
+      {http_method_post(), "/v1/chat/completions", auth::consumer,
        [](const ctx_ptr& ctx, const call& c) {
-         consumer_call cc{c.request_id, schemas::sha256_hex(bearer_token(c.req)),
-                          c.req->remote_endpoint().address().to_string()};
-         ctx->system->spawn(me_request, c.req, std::move(cc), ctx->directory);
-         return request_accepted();
+         auto chat = schemas::parse_chat_request(c.req->body());
+         if (!chat)
+           return reject(c, chat.error());
+         auto pc = proxy_call_of(c, "chat/completions", std::move(chat->body), chat->model,
+                                 chat->prompt_tokens);
+         pc.stream = chat->stream;
+         pc.include_usage = chat->include_usage;
+         pc.max_tokens = chat->max_tokens;
+         pc.max_tokens_field = chat->max_tokens_field;
+         pc.choices = chat->choices;
+         return to_proxy(ctx, c, std::move(pc));
+       }},
+      {http_method_post(), "/v1/embeddings", auth::consumer,
+       [](const ctx_ptr& ctx, const call& c) {
+         auto emb = schemas::parse_embeddings_request(c.req->body());
+         if (!emb)
+           return reject(c, emb.error());
+         return to_proxy(
+             ctx, c,
+             proxy_call_of(c, "embeddings", std::move(emb->body), emb->model, emb->input_tokens));
        }},
       {http_method_post(), "/admin/users", auth::admin,
        [](const ctx_ptr& ctx, const call& c) {

@@ -17,6 +17,7 @@ struct route_context {
   caf::actor_system* system = nullptr;
   caf::actor directory;
   caf::actor admin;
+  caf::actor router;
   std::string admin_key_hash;
   std::size_t max_body_bytes = 4 << 20;
 };

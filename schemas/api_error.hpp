@@ -2,6 +2,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace tollgate::schemas {
 
@@ -12,13 +13,15 @@ struct api_error {
   std::string code;
   std::string message;
   std::string param; ///< The offending field; empty renders as null.
+  /// Headers the error response carries (name, value, name, value, ...), e.g. Retry-After.
+  std::vector<std::string> headers;
 
   /// The JSON body for this error.
   std::string body() const;
 
   template <class Inspector>
   friend auto inspect(Inspector& f, api_error& x) {
-    return f(x.status, x.type, x.code, x.message, x.param);
+    return f(x.status, x.type, x.code, x.message, x.param, x.headers);
   }
 };
 

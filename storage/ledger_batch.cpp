@@ -9,7 +9,14 @@ std::vector<ledger_result> commit_batch(soci::session& sql, const std::vector<le
     soci::transaction tx(sql);
     ledger_repository ledger(sql);
     audit_repository audit(sql);
+    usage_repository usage(sql);
     for (const auto& post : posts) {
+      if (!post.usage.request_id.empty())
+        usage.append(post.usage);
+      if (post.change.amount == 0) {
+        out.push_back({apply_status::committed, post.change, {}});
+        continue;
+      }
       auto outcome = ledger.apply(post.change, post.floor);
       if (outcome.status == apply_status::committed && !post.audit.action.empty()) {
         auto record = post.audit;

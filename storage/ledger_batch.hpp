@@ -9,18 +9,21 @@
 #include "schemas/records.hpp"
 #include "storage/audit_repository.hpp"
 #include "storage/ledger_repository.hpp"
+#include "storage/usage_repository.hpp"
 
 namespace tollgate::storage {
 
-/// One balance change waiting for the next group commit.
+/// One balance change waiting for the next group commit. A change of 0 writes no ledger
+/// entry (a call that cost nothing), only its usage record.
 struct ledger_post {
   schemas::ledger_entry change; ///< id and balance_after are filled in by the commit.
   int64_t floor = 0;            ///< The balance may not fall below this.
   audit_record audit;           ///< Written with the change when `audit.action` is set.
+  usage_record usage;           ///< Written with the change when `usage.request_id` is set.
 
   template <class Inspector>
   friend auto inspect(Inspector& f, ledger_post& x) {
-    return f(x.change, x.floor, x.audit);
+    return f(x.change, x.floor, x.audit, x.usage);
   }
 };
 

@@ -78,8 +78,9 @@ void activate_key(self_ptr self, const std::string& key_hash, waiter done) {
                 finish_loading(now.loading_keys, key_hash, user.error());
                 return;
               }
-              auto handle = self->spawn(key_actor, std::move(key), *user,
-                                        caf::actor_cast<caf::actor>(self), now.idle);
+              auto handle =
+                  self->spawn(key_actor, std::move(key), *user, caf::actor_cast<caf::actor>(self),
+                              now.default_limits, now.idle);
               self->monitor(handle);
               now.keys.emplace(key_hash, directory_state::key_entry{handle, user_id});
               ++now.keys_per_user[user_id];
@@ -139,7 +140,9 @@ bool is_sender(self_ptr self, const caf::actor& handle) {
 } // namespace
 
 caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
-                              caf::actor ledger, std::chrono::seconds idle) {
+                              caf::actor ledger, schemas::rate_limits default_limits,
+                              std::chrono::seconds idle) {
+  self->state.default_limits = default_limits;
   self->state.db = std::move(db);
   self->state.ledger = std::move(ledger);
   self->state.idle = idle;
@@ -156,6 +159,11 @@ caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_poo
       [=](authenticate_atom, const std::string& key_hash, const std::string& client_ip) {
         auto promise = self->make_response_promise();
         activate_key(self, key_hash, delegate_to(promise, authenticate_atom_v, client_ip));
+        return promise;
+      },
+      [=](admit_atom, const std::string& key_hash, admission_request& req) {
+        auto promise = self->make_response_promise();
+        activate_key(self, key_hash, delegate_to(promise, admit_atom_v, std::move(req)));
         return promise;
       },
       [=](resolve_user_atom, const std::string& user_id) {

@@ -30,12 +30,14 @@ struct directory_state {
   std::unordered_map<std::string, std::vector<waiter>> loading_keys;
   db_pool db;
   caf::actor ledger;
+  schemas::rate_limits default_limits; ///< For keys that set none of their own.
   std::chrono::seconds idle{300};
 };
 
 /// Per node: resolves users and keys to their actors, activating them from storage on first
 /// use and passivating idle ones; never more than one actor per user or key.
 caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
-                              caf::actor ledger, std::chrono::seconds idle);
+                              caf::actor ledger, schemas::rate_limits default_limits,
+                              std::chrono::seconds idle);
 
 } // namespace tollgate

@@ -4,10 +4,33 @@
 
 namespace tollgate {
 
+namespace {
+
+schemas::rate_limits effective_limits(const schemas::rate_limits& own,
+                                      const schemas::rate_limits& defaults) {
+  return {own.rpm > 0 ? own.rpm : defaults.rpm, own.tpm > 0 ? own.tpm : defaults.tpm,
+          own.rpd > 0 ? own.rpd : defaults.rpd};
+}
+
+} // namespace
+
+schemas::api_error rate_limit_error(const rate_limiter& limiter,
+                                    const rate_limiter::decision& decision,
+                                    rate_clock::time_point now) {
+  auto err = schemas::rate_limited(decision.reason);
+  auto seconds = std::chrono::ceil<std::chrono::seconds>(decision.retry_after).count();
+  err.headers = {"retry-after", std::to_string(std::max<int64_t>(seconds, 1))};
+  auto fields = limiter.headers(now).fields;
+  err.headers.insert(err.headers.end(), fields.begin(), fields.end());
+  return err;
+}
+
 caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_record key,
-                        caf::actor user, caf::actor directory, std::chrono::seconds idle) {
+                        caf::actor user, caf::actor directory, schemas::rate_limits defaults,
+                        std::chrono::seconds idle) {
   auto& init = self->state;
   init.policy = key_policy(key);
+  init.limiter = rate_limiter(effective_limits(key.limits, defaults));
   init.key = std::move(key);
   init.user = std::move(user);
   init.directory = std::move(directory);
@@ -17,6 +40,22 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
         if (auto rejection = st.policy.admit(st.key, storage::unix_now(), client_ip))
           return make_api_failure(std::move(*rejection));
         return key_grant{st.key, st.user};
+      },
+      [=](admit_atom, const admission_request& req) -> caf::result<admission> {
+        auto& st = self->state;
+        if (auto rejection = st.policy.admit(st.key, storage::unix_now(), req.client_ip))
+          return make_api_failure(std::move(*rejection));
+        if (auto rejection = st.policy.allows_model(st.key, req.model))
+          return make_api_failure(std::move(*rejection));
+        auto now = rate_clock::now();
+        auto decision = st.limiter.admit(req.tokens, now);
+        if (!decision.admitted)
+          return make_api_failure(rate_limit_error(st.limiter, decision, now));
+        return admission{st.key, caf::actor_cast<caf::actor>(self), st.user,
+                         st.limiter.headers(now)};
+      },
+      [=](usage_atom, int64_t token_delta) {
+        self->state.limiter.correct_tokens(token_delta, rate_clock::now());
       },
       [=](revoke_atom, int64_t revoked_at) {
         self->state.key.revoked_at = revoked_at;

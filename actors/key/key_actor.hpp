@@ -5,6 +5,7 @@
 #include <caf/all.hpp>
 
 #include "actors/key/key_policy.hpp"
+#include "actors/limits/rate_limiter.hpp"
 #include "actors/messages.hpp"
 
 namespace tollgate {
@@ -13,12 +14,20 @@ struct key_state {
   static inline constexpr const char* name = "key_actor";
   schemas::key_record key;
   key_policy policy{schemas::key_record{}};
+  rate_limiter limiter;
   caf::actor user;
   caf::actor directory;
 };
 
-/// One per API key: owns the key's policy and admits or rejects each call made with it.
+/// One per API key: owns the key's policy and rate windows, and admits or rejects each call
+/// made with it. `defaults` fills the limits the key leaves unset.
 caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_record key,
-                        caf::actor user, caf::actor directory, std::chrono::seconds idle);
+                        caf::actor user, caf::actor directory, schemas::rate_limits defaults,
+                        std::chrono::seconds idle);
+
+/// The 429 for a refused rate window, with Retry-After and the window headers.
+schemas::api_error rate_limit_error(const rate_limiter& limiter,
+                                    const rate_limiter::decision& decision,
+                                    rate_clock::time_point now);
 
 } // namespace tollgate

@@ -2,11 +2,42 @@
 
 #include <limits>
 
+#include <spdlog/spdlog.h>
+
+#include "actors/key/key_actor.hpp"
 #include "storage/database.hpp"
 
 namespace tollgate {
 
 namespace {
+
+using self_ptr = caf::stateful_actor<user_state>*;
+
+constexpr auto ledger_retry_delay = std::chrono::seconds(1);
+constexpr int ledger_attempts = 30;
+
+/// Sends `post` to the ledger until it is durable (or the attempts run out): a charge is
+/// never dropped because the store hiccuped. `done` gets the final result.
+void post_durably(self_ptr self, storage::ledger_post post, int attempts,
+                  std::function<void(storage::ledger_result)> done) {
+  self->request(self->state.ledger, caf::infinite, post_atom_v, post)
+      .then(
+          [=](storage::ledger_result& result) mutable {
+            if (result.status == storage::apply_status::failed && attempts > 1) {
+              spdlog::warn("ledger commit failed for {}, retrying: {}", post.change.request_id,
+                           result.error);
+              auto id = post.change.request_id;
+              self->state.retries[id] = {std::move(post), attempts - 1, std::move(done)};
+              self->delayed_send(self, ledger_retry_delay, restart_atom_v, id);
+              return;
+            }
+            done(std::move(result));
+          },
+          [=](caf::error& err) mutable {
+            done(
+                storage::ledger_result{storage::apply_status::failed, post.change, to_string(err)});
+          });
+}
 
 user_view view_of(const user_state& st) {
   auto user = st.user;
@@ -21,6 +52,20 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
                          caf::actor ledger, caf::actor directory, std::chrono::seconds idle) {
   auto& init = self->state;
   init.account = credit_account(user.balance);
+  init.limiter = rate_limiter(user.limits);
+  // A request actor that dies with a hold open (it crashed) never settles it: void it here.
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& st = self->state;
+    for (auto it = st.hold_owners.begin(); it != st.hold_owners.end();) {
+      if (it->second.holder == msg.source) {
+        spdlog::warn("voiding hold {}: its request ended without settling", it->first);
+        st.account.void_hold(it->first);
+        it = st.hold_owners.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  });
   init.user = std::move(user);
   init.ledger = std::move(ledger);
   init.directory = std::move(directory);
@@ -29,12 +74,76 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
       [=](update_atom, schemas::user_record& changed) {
         // Policy fields only: the balance is this actor's, never taken from outside.
         auto& u = self->state.user;
+        if (!(u.limits == changed.limits))
+          self->state.limiter = rate_limiter(changed.limits);
         u.name = std::move(changed.name);
         u.email = std::move(changed.email);
         u.suspended = changed.suspended;
         u.limits = changed.limits;
         u.updated_at = changed.updated_at;
         return caf::unit;
+      },
+      [=](restart_atom, const std::string& request_id) {
+        auto node = self->state.retries.extract(request_id);
+        if (!node.empty()) {
+          auto& r = node.mapped();
+          post_durably(self, std::move(r.post), r.attempts_left, std::move(r.done));
+        }
+      },
+      [=](hold_atom, const hold_request& req) -> caf::result<hold_grant> {
+        auto& st = self->state;
+        if (st.user.suspended)
+          return make_api_failure(
+              schemas::forbidden("this account is suspended", "user_suspended"));
+        auto plan = schemas::plan_hold(req.price, req.prompt_tokens, req.max_tokens, req.choices,
+                                       req.default_max_tokens, st.account.available());
+        if (!plan)
+          return make_api_failure(schemas::insufficient_quota(
+              "your available balance of " + std::to_string(st.account.available()) +
+              " micro-credits cannot cover this call; add credits and retry"));
+        auto completion = plan->max_tokens > 0 ? plan->max_tokens : req.max_tokens;
+        auto tokens = req.prompt_tokens + completion * req.choices;
+        auto now = rate_clock::now();
+        auto decision = st.limiter.admit(tokens, now);
+        if (!decision.admitted)
+          return make_api_failure(rate_limit_error(st.limiter, decision, now));
+        if (!st.account.open_hold(req.hold_id, plan->amount))
+          return make_api_failure(
+              schemas::conflict("a call with this request id is in flight", "duplicate_request"));
+        auto holder = caf::actor_cast<caf::actor>(self->current_sender());
+        if (holder)
+          self->monitor(holder);
+        st.hold_owners[req.hold_id] = {holder ? holder.address() : caf::actor_addr{}, tokens};
+        return hold_grant{plan->amount, plan->max_tokens, plan->capped};
+      },
+      [=](settle_atom, settlement& s) -> caf::result<storage::ledger_result> {
+        auto& st = self->state;
+        auto owner = st.hold_owners.extract(s.hold_id);
+        if (owner.empty())
+          return make_api_failure(
+              schemas::conflict("no open hold for request " + s.hold_id, "hold_not_open"));
+        // The tokens counted at admission are corrected to what the call used.
+        auto used = s.usage.prompt_tokens + s.usage.completion_tokens;
+        st.limiter.correct_tokens(used - owner.mapped().tokens, rate_clock::now());
+        auto charge = st.account.settle_hold(s.hold_id, s.cost);
+        storage::ledger_post post;
+        post.change = {0, st.user.id,    s.hold_id,      "charge",           -charge,
+                       0, s.usage.model, s.usage.key_id, storage::unix_now()};
+        post.usage = std::move(s.usage);
+        post.usage.cost = charge;
+        post.usage.user_id = st.user.id;
+        post.usage.created_at = post.change.created_at;
+        auto promise = self->make_response_promise();
+        post_durably(self, std::move(post), ledger_attempts,
+                     [=](storage::ledger_result result) mutable {
+                       auto committed = result.status == storage::apply_status::committed;
+                       self->state.account.finish_change(-charge, committed);
+                       if (!committed)
+                         spdlog::error("charge of {} for {} not recorded: {}", charge, s.hold_id,
+                                       result.error);
+                       promise.deliver(std::move(result));
+                     });
+        return promise;
       },
       [=](credit_atom, credit_order& order) -> caf::result<storage::ledger_result> {
         auto& st = self->state;
@@ -81,7 +190,8 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
       caf::after(idle) >>
           [=] {
             auto& st = self->state;
-            if (!st.account.idle() || !st.credits_in_flight.empty())
+            if (!st.account.idle() || !st.credits_in_flight.empty() || !st.hold_owners.empty() ||
+                !st.retries.empty())
               return;
             // While the directory decides, this actor takes no work: after a yes, senders see it
             // gone and resolve the user again, which loads the committed state afresh.

@@ -1,12 +1,14 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include <caf/all.hpp>
 
+#include "actors/limits/rate_limiter.hpp"
 #include "actors/messages.hpp"
 #include "actors/user/credit_account.hpp"
 
@@ -20,6 +22,23 @@ struct user_state {
   caf::actor directory;
   /// Credits sent to the ledger, by request id: replays arriving meanwhile wait here.
   std::unordered_map<std::string, std::vector<caf::response_promise>> credits_in_flight;
+  /// The user's own limits, across all of its keys.
+  rate_limiter limiter;
+
+  /// Who holds an open hold: if that request actor dies, its hold is voided.
+  struct hold_owner {
+    caf::actor_addr holder;
+    int64_t tokens = 0; ///< Estimate charged to the token window.
+  };
+  std::unordered_map<std::string, hold_owner> hold_owners;
+
+  /// Ledger posts waiting to be retried after the store failed, by request id.
+  struct pending_retry {
+    storage::ledger_post post;
+    int attempts_left = 0;
+    std::function<void(storage::ledger_result)> done;
+  };
+  std::unordered_map<std::string, pending_retry> retries;
 };
 
 /// One per account: owns the balance and open holds; the only writer of the balance.

@@ -1,0 +1,164 @@
+#include "actors/provider/upstream_loop.hpp"
+
+#include <curl/curl.h>
+
+namespace tollgate {
+
+struct upstream_loop::transfer {
+  uint64_t id = 0;
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  transfer_spec spec;
+  transfer_result result;
+  char error[CURL_ERROR_SIZE] = {0};
+
+  ~transfer() {
+    if (easy)
+      curl_easy_cleanup(easy);
+    if (headers)
+      curl_slist_free_all(headers);
+  }
+};
+
+namespace {
+
+struct curl_global {
+  curl_global() { curl_global_init(CURL_GLOBAL_DEFAULT); }
+  ~curl_global() { curl_global_cleanup(); }
+};
+
+size_t on_write(char* ptr, size_t size, size_t count, void* user) {
+  auto* t = static_cast<upstream_loop::transfer*>(user);
+  auto bytes = size * count;
+  long status = 0;
+  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+  t->result.http_status = status;
+  // Streams pass 2xx bodies through as they come; errors are collected whole to report them.
+  if (t->spec.stream && status >= 200 && status < 300 && t->spec.on_data)
+    t->spec.on_data(t->id, std::string_view(ptr, bytes));
+  else
+    t->result.body.append(ptr, bytes);
+  return bytes;
+}
+
+} // namespace
+
+upstream_loop::upstream_loop() {
+  static curl_global global;
+  multi_ = curl_multi_init();
+  // Reuse connections across calls; multiplex HTTP/2 streams where the upstream offers it.
+  curl_multi_setopt(multi_, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 1024L);
+  thread_ = std::thread([this] { run(); });
+}
+
+upstream_loop::~upstream_loop() {
+  stopping_ = true;
+  curl_multi_wakeup(multi_);
+  thread_.join();
+  for (auto& [id, t] : transfers_)
+    curl_multi_remove_handle(multi_, t->easy);
+  transfers_.clear();
+  curl_multi_cleanup(multi_);
+}
+
+uint64_t upstream_loop::start(transfer_spec spec) {
+  auto id = next_id_++;
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    commands_.push_back(
+        {command::kind::start, id, std::make_unique<transfer_spec>(std::move(spec))});
+  }
+  ++active_;
+  curl_multi_wakeup(multi_);
+  return id;
+}
+
+void upstream_loop::cancel(uint64_t id) {
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    commands_.push_back({command::kind::cancel, id, nullptr});
+  }
+  curl_multi_wakeup(multi_);
+}
+
+void upstream_loop::apply(command& cmd) {
+  if (cmd.what == command::kind::cancel) {
+    if (transfers_.count(cmd.id) > 0)
+      finish(cmd.id, CURLE_ABORTED_BY_CALLBACK, true);
+    return;
+  }
+  auto t = std::make_unique<transfer>();
+  t->id = cmd.id;
+  t->spec = std::move(*cmd.spec);
+  t->easy = curl_easy_init();
+  for (const auto& h : t->spec.headers)
+    t->headers = curl_slist_append(t->headers, h.c_str());
+  // No "Expect: 100-continue" round trip before the body.
+  t->headers = curl_slist_append(t->headers, "Expect:");
+  CURL* e = t->easy;
+  curl_easy_setopt(e, CURLOPT_URL, t->spec.url.c_str());
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+  if (!t->spec.body.empty()) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->spec.body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t->spec.body.size()));
+  }
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(t->spec.connect_timeout.count()));
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(t->spec.total_timeout.count()));
+  // Loopback never goes through a proxy; other hosts follow the environment's proxy settings.
+  curl_easy_setopt(e, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
+  curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
+  curl_multi_add_handle(multi_, e);
+  transfers_.emplace(t->id, std::move(t));
+}
+
+void upstream_loop::finish(uint64_t id, int curl_code, bool cancelled) {
+  auto node = transfers_.extract(id);
+  if (node.empty())
+    return;
+  auto& t = node.mapped();
+  curl_multi_remove_handle(multi_, t->easy);
+  long status = 0;
+  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+  t->result.http_status = status;
+  t->result.curl_code = curl_code;
+  t->result.cancelled = cancelled;
+  if (curl_code != CURLE_OK)
+    t->result.error = t->error[0] ? t->error : curl_easy_strerror(static_cast<CURLcode>(curl_code));
+  --active_;
+  if (t->spec.on_done)
+    t->spec.on_done(t->id, std::move(t->result));
+}
+
+void upstream_loop::run() {
+  while (!stopping_) {
+    std::vector<command> batch;
+    {
+      std::lock_guard<std::mutex> guard(mtx_);
+      batch.swap(commands_);
+    }
+    for (auto& cmd : batch)
+      apply(cmd);
+    int running = 0;
+    curl_multi_perform(multi_, &running);
+    int queued = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
+      if (msg->msg != CURLMSG_DONE)
+        continue;
+      transfer* t = nullptr;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
+      finish(t->id, msg->data.result, false);
+    }
+    curl_multi_poll(multi_, nullptr, 0, 1000, nullptr);
+  }
+}
+
+} // namespace tollgate

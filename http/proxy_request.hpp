@@ -1,0 +1,74 @@
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/messages.hpp"
+#include "http/responses.hpp"
+#include "schemas/sse.hpp"
+
+namespace tollgate::http {
+
+/// A metered call to an upstream model, as the RESTinio thread parsed and validated it.
+struct proxy_call {
+  std::string request_id;
+  std::string key_hash;
+  std::string client_ip;
+  std::string path; ///< Upstream path: "chat/completions" or "embeddings".
+  nlohmann::json body;
+  std::string model;
+  bool stream = false;
+  bool include_usage = false; ///< The caller asked for the usage chunk.
+  int64_t max_tokens = 0;     ///< The caller's, 0 if unset.
+  std::string max_tokens_field;
+  int64_t choices = 1;
+  int64_t prompt_tokens = 0; ///< Estimate.
+  std::chrono::steady_clock::time_point received;
+};
+
+/// The node actors a proxied call talks to.
+struct proxy_actors {
+  caf::actor directory;
+  caf::actor router;
+};
+
+struct proxy_request_state {
+  static inline constexpr const char* name = "proxy_request";
+
+  /// Where the call stands; each step happens once, in this order.
+  enum class phase { admitting, routing, holding, calling, settling, finished };
+
+  using chunked_response = restinio::response_builder_t<restinio::chunked_output_t>;
+
+  phase step = phase::admitting;
+  admission admitted;
+  route_plan route;
+  hold_grant hold;
+  uint64_t transfer_id = 0;
+  bool transfer_known = false;
+
+  // Streaming.
+  schemas::sse_parser parser;
+  std::optional<chunked_response> response; ///< Opened with the first event passed on.
+  bool client_gone = false;
+  bool upstream_done_seen = false; ///< The upstream sent [DONE].
+  std::string stream_error;        ///< Why the stream ended early, if it did.
+
+  // Metering.
+  int64_t prompt_tokens = -1; ///< As the upstream reported; -1 until it does.
+  int64_t completion_tokens = -1;
+  int64_t counted_completion_bytes = 0; ///< Fallback when no usage is reported.
+  std::optional<std::chrono::steady_clock::time_point> first_token_at;
+};
+
+/// One per metered HTTP call (chat completions, streamed or not, and embeddings): admits the
+/// key, routes the model, holds credits, calls the upstream, passes the answer through, and
+/// always ends the hold: the charge is durable before the answer's last byte is sent.
+caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, request_handle req,
+                            proxy_call call, proxy_actors actors);
+
+} // namespace tollgate::http

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <soci/soci.h>
+
+namespace tollgate::storage {
+
+/// One metered request: who, which model and deployment, tokens, cost and timing.
+struct usage_record {
+  std::string request_id; ///< Empty: no record to write.
+  std::string user_id;
+  std::string key_id;
+  std::string model;
+  std::string deployment;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t cost = 0;
+  int64_t latency_ms = 0;
+  int64_t ttft_ms = 0;
+  std::string status; ///< "ok", "error", "cancelled", "upstream_error", ...
+  int64_t created_at = 0;
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, usage_record& x) {
+    return f(x.request_id, x.user_id, x.key_id, x.model, x.deployment, x.prompt_tokens,
+             x.completion_tokens, x.cost, x.latency_ms, x.ttft_ms, x.status, x.created_at);
+  }
+};
+
+/// usage_records: one row per metered request, keyed by its request id.
+class usage_repository {
+public:
+  explicit usage_repository(soci::session& sql)
+      : sql_(sql) {}
+
+  /// Writes the record unless one with its request id exists; returns whether it wrote.
+  bool append(const usage_record& record);
+  int64_t count_for_user(const std::string& user_id);
+
+private:
+  soci::session& sql_;
+};
+
+} // namespace tollgate::storage
