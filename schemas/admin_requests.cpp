@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "schemas/ip_allowlist.hpp"
+#include "schemas/json_numbers.hpp"
 
 namespace tollgate::schemas {
 
@@ -69,9 +70,10 @@ std::optional<api_error> read_limit(const json& doc, const std::string& field,
     out = 0;
     return std::nullopt;
   }
-  if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > max_limit)
+  auto value = as_int64(*it);
+  if (!value || *value < 1 || *value > max_limit)
     return invalid_request("'" + field + "' must be a positive integer or null", field);
-  out = it->get<int64_t>();
+  out = *value;
   return std::nullopt;
 }
 
@@ -174,10 +176,12 @@ result<credit_request> parse_credit_request(std::string_view body) {
   auto it = doc->find("amount");
   if (it == doc->end() || it->is_null())
     return invalid_request("missing required field 'amount'", "amount", "missing_field");
-  if (!it->is_number_integer())
+  auto amount = as_int64(*it);
+  if (!it->is_number_integer() || (!amount && !it->is_number_unsigned()))
     return invalid_request("'amount' must be an integer number of micro-credits", "amount");
-  out.amount = it->get<int64_t>();
-  if (out.amount == 0 || out.amount > max_credit_amount || out.amount < -max_credit_amount)
+  out.amount = amount.value_or(0);
+  if (!amount || out.amount == 0 || out.amount > max_credit_amount ||
+      out.amount < -max_credit_amount)
     return invalid_request("'amount' must be non-zero and at most " +
                                std::to_string(max_credit_amount) + " in magnitude",
                            "amount");
@@ -210,10 +214,11 @@ result<new_key> parse_new_key(std::string_view body, int64_t now) {
       return invalid_request(
           "'allowed_ips' entry '" + entry + "' is not an IP address or CIDR block", "allowed_ips");
   if (auto it = doc->find("expires_at"); it != doc->end() && !it->is_null()) {
-    if (!it->is_number_integer() || it->get<int64_t>() <= now)
+    auto expires = as_int64(*it);
+    if (!expires || *expires <= now)
       return invalid_request("'expires_at' must be a unix time in seconds in the future",
                              "expires_at");
-    out.expires_at = it->get<int64_t>();
+    out.expires_at = *expires;
   }
   return out;
 }

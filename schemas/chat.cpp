@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "schemas/json_numbers.hpp"
+
 namespace tollgate::schemas {
 
 namespace {
@@ -39,10 +41,11 @@ std::optional<api_error> read_positive(const json& doc, const char* field, int64
   auto it = doc.find(field);
   if (it == doc.end() || it->is_null())
     return std::nullopt;
-  if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > high)
+  auto value = as_int64(*it);
+  if (!value || *value < 1 || *value > high)
     return invalid_request(
         "'" + std::string(field) + "' must be an integer from 1 to " + std::to_string(high), field);
-  out = it->get<int64_t>();
+  out = *value;
   return std::nullopt;
 }
 

@@ -20,6 +20,11 @@ std::vector<ledger_result> commit_batch(soci::session& sql, const std::vector<le
       auto outcome = ledger.apply(post.change, post.floor);
       if (outcome.status == apply_status::committed && !post.audit.action.empty()) {
         auto record = post.audit;
+        // Both sides come from inside the transaction: exact even when a batch holds several
+        // changes of one user.
+        record.before_json = "{\"balance\":" +
+                             std::to_string(outcome.entry.balance_after - outcome.entry.amount) +
+                             "}";
         record.after_json = "{\"ledger_entry_id\":" + std::to_string(outcome.entry.id) +
                             ",\"amount\":" + std::to_string(outcome.entry.amount) +
                             ",\"balance_after\":" + std::to_string(outcome.entry.balance_after) +

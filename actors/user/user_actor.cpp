@@ -165,7 +165,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
                       order.actor,
                       order.amount > 0 ? "credits.add" : "credits.remove",
                       st.user.id,
-                      "{\"balance\":" + std::to_string(st.account.balance()) + "}",
+                      {},
                       {},
                       order.http_request_id,
                       post.change.created_at};
@@ -177,8 +177,14 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
           if (result.status == storage::apply_status::insufficient)
             result.error = "available balance is " + std::to_string(now.account.available());
           auto node = now.credits_in_flight.extract(order.request_id);
-          for (auto& p : node.mapped())
+          // The first asker gets the outcome; those that asked meanwhile replayed it.
+          bool first_asker = true;
+          for (auto& p : node.mapped()) {
+            if (!first_asker && result.status == storage::apply_status::committed)
+              result.status = storage::apply_status::replayed;
             p.deliver(result);
+            first_asker = false;
+          }
         };
         self->request(st.ledger, caf::infinite, post_atom_v, std::move(post))
             .then([=](storage::ledger_result& result) { finish(std::move(result)); },

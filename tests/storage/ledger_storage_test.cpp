@@ -79,11 +79,12 @@ void check_batches_commit_together(const storage::database& db) {
   auto a = make_user(*sql, "a@example.com");
   auto b = make_user(*sql, "b@example.com");
   std::vector<storage::ledger_post> posts;
-  posts.push_back({change(a.id, "a1", 500), 0, {}});
-  posts.push_back({change(b.id, "b1", 300), 0, {0, "admin", "credits.add", b.id, "", "", "rq", 1}});
-  posts.push_back({change(a.id, "a2", -800), 0, {}}); // more than a has
-  posts.push_back({change(a.id, "a1", 500), 0, {}});  // replay inside the batch
-  posts.push_back({change(a.id, "a3", -200), 0, {}});
+  posts.push_back({change(a.id, "a1", 500), 0, {}, {}});
+  posts.push_back(
+      {change(b.id, "b1", 300), 0, {0, "admin", "credits.add", b.id, "", "", "rq", 1}, {}});
+  posts.push_back({change(a.id, "a2", -800), 0, {}, {}}); // more than a has
+  posts.push_back({change(a.id, "a1", 500), 0, {}, {}});  // replay inside the batch
+  posts.push_back({change(a.id, "a3", -200), 0, {}, {}});
   auto results = storage::commit_batch(*sql, posts);
   BOOST_REQUIRE_EQUAL(results.size(), posts.size());
   BOOST_TEST((results[0].status == storage::apply_status::committed));
