@@ -1,6 +1,7 @@
 #include "actors/provider/echo/echo_model.hpp"
 
 #include <cctype>
+#include <cstring>
 #include <functional>
 
 #include "schemas/chat.hpp"
@@ -22,6 +23,28 @@ std::vector<std::string> split_tokens(std::string_view text) {
       ++i;
     if (i > start)
       out.emplace_back(text.substr(start, i - start));
+  }
+  return out;
+}
+
+constexpr int embedding_dimensions = 8;
+
+std::string base64_floats(const std::vector<float>& values) {
+  static constexpr char alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string bytes(values.size() * sizeof(float), '\0');
+  std::memcpy(bytes.data(), values.data(), bytes.size()); // x86-64 and arm64 are little-endian
+  std::string out;
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t n = static_cast<uint8_t>(bytes[i]) << 16;
+    if (i + 1 < bytes.size())
+      n |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size())
+      n |= static_cast<uint8_t>(bytes[i + 2]);
+    out.push_back(alphabet[(n >> 18) & 63]);
+    out.push_back(alphabet[(n >> 12) & 63]);
+    out.push_back(i + 1 < bytes.size() ? alphabet[(n >> 6) & 63] : '=');
+    out.push_back(i + 2 < bytes.size() ? alphabet[n & 63] : '=');
   }
   return out;
 }
@@ -130,15 +153,18 @@ std::string embeddings_body(const json& request) {
   else if (input.is_array())
     for (const auto& item : input)
       inputs.push_back(item.is_string() ? item.get<std::string>() : item.dump());
+  // OpenAI's SDKs ask for base64 (little-endian float32) unless told otherwise.
+  bool base64 = request.value("encoding_format", "float") == "base64";
   json data = json::array();
   int64_t tokens = 0;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     tokens += count_tokens(inputs[i]);
     auto seed = std::hash<std::string>{}(inputs[i]);
-    json vector = json::array();
-    for (int d = 0; d < 8; ++d)
-      vector.push_back(static_cast<double>((seed >> (d * 8)) & 0xff) / 255.0 - 0.5);
-    data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", std::move(vector)}});
+    std::vector<float> vector;
+    for (int d = 0; d < embedding_dimensions; ++d)
+      vector.push_back(static_cast<float>((seed >> (d * 8)) & 0xff) / 255.0f - 0.5f);
+    json embedding = base64 ? json(base64_floats(vector)) : json(vector);
+    data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", std::move(embedding)}});
   }
   return json{{"object", "list"},
               {"data", std::move(data)},
