@@ -122,6 +122,8 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         if (owner.empty())
           return make_api_failure(
               schemas::conflict("no open hold for request " + s.hold_id, "hold_not_open"));
+        if (owner.mapped().holder)
+          self->demonitor(owner.mapped().holder);
         // The tokens counted at admission are corrected to what the call used.
         auto used = s.usage.prompt_tokens + s.usage.completion_tokens;
         st.limiter.correct_tokens(used - owner.mapped().tokens, rate_clock::now());
