@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/metrics/metrics.hpp"
 #include "http/consumer_auth.hpp"
 #include "schemas/chat.hpp"
 #include "schemas/pricing.hpp"
@@ -132,6 +133,24 @@ void fail(self_ptr self, const ctx_ptr& ctx, const schemas::api_error& err) {
   end_request(self);
 }
 
+/// Tokens, credits and timings of a finished call.
+void record_call(const proxy_request_state& st, const ctx_ptr& ctx, const std::string& model,
+                 int64_t prompt, int64_t completion, int64_t charged) {
+  using seconds = std::chrono::duration<double>;
+  auto& m = gateway_metrics::global();
+  auto now = std::chrono::steady_clock::now();
+  m.tokens.at({model, "prompt"}).add(prompt);
+  m.tokens.at({model, "completion"}).add(completion);
+  if (charged > 0)
+    m.credits_charged.at({model}).add(charged);
+  m.duration.observe(seconds(now - ctx->call.received).count(), {"/v1/" + ctx->call.path});
+  if (st.first_token_at)
+    m.ttft.observe(seconds(*st.first_token_at - ctx->call.received).count(), {model});
+  if (st.upstream_ended > st.upstream_started)
+    m.overhead.observe(
+        seconds((now - ctx->call.received) - (st.upstream_ended - st.upstream_started)).count());
+}
+
 /// Ends the hold with the call's cost and usage record, then runs `then` once it is durable.
 template <class Then>
 void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
@@ -166,13 +185,18 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
   if (st.admitted.key_actor)
     self->send(st.admitted.key_actor, usage_atom_v,
                prompt + completion - (call.prompt_tokens + call.max_tokens * call.choices));
+  auto model = call.model;
   self->request(st.admitted.user, caf::infinite, settle_atom_v,
                 settlement{call.request_id, cost, std::move(usage)})
-      .then([=](storage::ledger_result& result) mutable { then(std::move(result)); },
-            [=](caf::error& err) mutable {
-              spdlog::error("{}: settling failed: {}", ctx->call.request_id, to_string(err));
-              then(storage::ledger_result{storage::apply_status::failed, {}, to_string(err)});
-            });
+      .then(
+          [=](storage::ledger_result& result) mutable {
+            record_call(self->state, ctx, model, prompt, completion, -result.entry.amount);
+            then(std::move(result));
+          },
+          [=](caf::error& err) mutable {
+            spdlog::error("{}: settling failed: {}", ctx->call.request_id, to_string(err));
+            then(storage::ledger_result{storage::apply_status::failed, {}, to_string(err)});
+          });
 }
 
 /// Writes one piece of the stream; a failed write means the client left.
@@ -263,6 +287,7 @@ void finish_stream(self_ptr self, const ctx_ptr& ctx, transfer_result result) {
       if (ok)
         now.response->append_chunk(std::string("data: [DONE]\n\n"));
       now.response->done();
+      count_response(ctx->req->header().path(), 200);
     } else if (!now.response && !now.client_gone) {
       // A successful stream with no event at all: still a well-formed stream.
       open_stream(self, ctx);
@@ -314,6 +339,8 @@ void finish_buffered(self_ptr self, const ctx_ptr& ctx, transfer_result result) 
 void call_upstream(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
   st.step = phase::calling;
+  st.upstream_started = std::chrono::steady_clock::now();
+  gateway_metrics::global().in_flight.at().add(1);
   upstream_call uc{ctx->call.request_id,
                    ctx->call.path,
                    upstream_body(ctx->call, st.route, st.hold),
@@ -330,6 +357,7 @@ void call_upstream(self_ptr self, const ctx_ptr& ctx) {
               self->send(self->state.route.provider_actor, cancel_atom_v, id);
           },
           [=](caf::error& err) {
+            gateway_metrics::global().in_flight.at().add(-1);
             settle(self, ctx, "error",
                    [=](storage::ledger_result) { fail(self, ctx, api_failure_of(err)); });
           });
@@ -404,6 +432,8 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
       [=](upstream_done_atom, uint64_t, transfer_result& result) {
         if (self->state.step != phase::calling)
           return;
+        self->state.upstream_ended = std::chrono::steady_clock::now();
+        gateway_metrics::global().in_flight.at().add(-1);
         if (ctx->call.stream)
           finish_stream(self, ctx, std::move(result));
         else

@@ -63,6 +63,8 @@ struct proxy_request_state {
   int64_t completion_tokens = -1;
   int64_t counted_completion_bytes = 0; ///< Fallback when no usage is reported.
   std::optional<std::chrono::steady_clock::time_point> first_token_at;
+  std::chrono::steady_clock::time_point upstream_started;
+  std::chrono::steady_clock::time_point upstream_ended;
 };
 
 /// One per metered HTTP call (chat completions, streamed or not, and embeddings): admits the

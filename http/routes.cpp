@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "actors/metrics/metrics.hpp"
 #include "http/me_request.hpp"
 #include "http/proxy_request.hpp"
 #include "http/request_actor.hpp"
@@ -182,6 +183,15 @@ std::vector<route> routes() {
       {http_method_get(), "/health", auth::none,
        [](const ctx_ptr&, const call& c) {
          send_json(c.req, 200, R"({"status":"ok"})", c.request_id);
+         return request_accepted();
+       }},
+      {http_method_get(), "/metrics", auth::none,
+       [](const ctx_ptr&, const call& c) {
+         auto response = c.req->create_response();
+         response.append_header(restinio::http_field::content_type,
+                                "text/plain; version=0.0.4; charset=utf-8");
+         response.set_body(gateway_metrics::global().render());
+         response.done();
          return request_accepted();
        }},
       {http_method_get(), "/ready", auth::none,

@@ -1,6 +1,7 @@
 #include "actors/directory/directory_actor.hpp"
 
 #include "actors/key/key_actor.hpp"
+#include "actors/metrics/metrics.hpp"
 #include "actors/user/user_actor.hpp"
 #include "storage/keys_repository.hpp"
 #include "storage/users_repository.hpp"
@@ -11,6 +12,16 @@ namespace {
 
 using self_ptr = caf::stateful_actor<directory_state>*;
 using waiter = directory_state::waiter;
+
+metric_value& user_actors() {
+  static auto& v = gateway_metrics::global().actors.at({"user"});
+  return v;
+}
+
+metric_value& key_actors() {
+  static auto& v = gateway_metrics::global().actors.at({"key"});
+  return v;
+}
 
 void finish_loading(std::unordered_map<std::string, std::vector<waiter>>& loading,
                     const std::string& id, const caf::expected<caf::actor>& result) {
@@ -46,6 +57,7 @@ void activate_user(self_ptr self, const std::string& user_id, waiter done) {
                                       caf::actor_cast<caf::actor>(self), now.idle);
             self->monitor(handle);
             now.users.emplace(user_id, handle);
+            user_actors().add(1);
             finish_loading(now.loading_users, user_id, handle);
           },
           [=](caf::error& err) { finish_loading(self->state.loading_users, user_id, err); });
@@ -83,6 +95,7 @@ void activate_key(self_ptr self, const std::string& key_hash, waiter done) {
                               now.default_limits, now.idle);
               self->monitor(handle);
               now.keys.emplace(key_hash, directory_state::key_entry{handle, user_id});
+              key_actors().add(1);
               ++now.keys_per_user[user_id];
               finish_loading(now.loading_keys, key_hash, handle);
             });
@@ -122,12 +135,14 @@ void forget(self_ptr self, const caf::actor_addr& gone) {
       if (--st.keys_per_user[it->second.user_id] <= 0)
         st.keys_per_user.erase(it->second.user_id);
       st.keys.erase(it);
+      key_actors().add(-1);
       return;
     }
   }
   for (auto it = st.users.begin(); it != st.users.end(); ++it) {
     if (it->second.address() == gone) {
       st.users.erase(it);
+      user_actors().add(-1);
       return;
     }
   }
@@ -202,6 +217,7 @@ caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_poo
           if (--st.keys_per_user[it->second.user_id] <= 0)
             st.keys_per_user.erase(it->second.user_id);
           st.keys.erase(it);
+          key_actors().add(-1);
           return true;
         }
         auto it = st.users.find(id);
@@ -209,6 +225,7 @@ caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_poo
         if (it == st.users.end() || !is_sender(self, it->second) || st.keys_per_user.count(id) > 0)
           return false;
         st.users.erase(it);
+        user_actors().add(-1);
         return true;
       },
       [=](stats_atom) {

@@ -1,5 +1,6 @@
 #include "actors/key/key_actor.hpp"
 
+#include "actors/metrics/metrics.hpp"
 #include "storage/database.hpp"
 
 namespace tollgate {
@@ -49,8 +50,10 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
           return make_api_failure(std::move(*rejection));
         auto now = rate_clock::now();
         auto decision = st.limiter.admit(req.tokens, now);
-        if (!decision.admitted)
+        if (!decision.admitted) {
+          gateway_metrics::global().rate_limited.at({"key"}).add();
           return make_api_failure(rate_limit_error(st.limiter, decision, now));
+        }
         return admission{st.key, caf::actor_cast<caf::actor>(self), st.user,
                          st.limiter.headers(now)};
       },

@@ -1,6 +1,9 @@
 #include "actors/ledger/ledger_writer.hpp"
 
+#include <chrono>
 #include <utility>
+
+#include "actors/metrics/metrics.hpp"
 
 namespace tollgate {
 
@@ -27,12 +30,17 @@ void commit_next(self_ptr self) {
   st.committing = true;
   ++st.batches;
   st.posts += static_cast<int64_t>(posts.size());
+  auto& metrics = gateway_metrics::global();
+  metrics.ledger_batch.observe(static_cast<double>(posts.size()));
+  auto started = std::chrono::steady_clock::now();
   auto shared = std::make_shared<decltype(batch)>(std::move(batch));
   self->request(st.committer, caf::infinite, db_job{[posts = std::move(posts)](soci::session& sql) {
                   return caf::make_message(storage::commit_batch(sql, posts));
                 }})
       .then(
           [=](std::vector<storage::ledger_result>& results) {
+            gateway_metrics::global().ledger_commit.observe(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
             for (std::size_t i = 0; i < shared->size(); ++i)
               (*shared)[i].promise.deliver(std::move(results[i]));
             self->state.committing = false;

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/key/key_actor.hpp"
+#include "actors/metrics/metrics.hpp"
 #include "storage/database.hpp"
 
 namespace tollgate {
@@ -105,8 +106,10 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         auto tokens = req.prompt_tokens + completion * req.choices;
         auto now = rate_clock::now();
         auto decision = st.limiter.admit(tokens, now);
-        if (!decision.admitted)
+        if (!decision.admitted) {
+          gateway_metrics::global().rate_limited.at({"user"}).add();
           return make_api_failure(rate_limit_error(st.limiter, decision, now));
+        }
         if (!st.account.open_hold(req.hold_id, plan->amount))
           return make_api_failure(
               schemas::conflict("a call with this request id is in flight", "duplicate_request"));
