@@ -122,20 +122,53 @@ struct admission {
   }
 };
 
+/// A call asking the router where to go (again).
+struct route_request {
+  std::string model;
+  std::string environment;        ///< The key's: "test" keys go to the free echo provider.
+  std::vector<std::string> also;  ///< Fallback models the caller named ("models": [...]).
+  std::vector<std::string> tried; ///< Deployments this call already failed on.
+  bool retry = false;             ///< Not the first attempt: counts against the retry budget.
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, route_request& x) {
+    return f(x.model, x.environment, x.also, x.tried, x.retry);
+  }
+};
+
 /// Where a model's call goes: one deployment and its provider actor.
 struct route_plan {
-  std::string model;      ///< The public name the caller used.
+  std::string model;      ///< The public name of the model served.
   std::string deployment; ///< "provider/upstream model"
   std::string provider;
   std::string upstream_model;
   schemas::model_price price;
   int64_t max_output_tokens = 4096;
   caf::actor provider_actor;
+  int64_t connect_ms = 10'000; ///< The deployment's timeouts.
+  int64_t first_token_ms = 60'000;
+  int64_t idle_ms = 120'000;
+  int64_t total_ms = 600'000;
 
   template <class Inspector>
   friend auto inspect(Inspector& f, route_plan& x) {
     return f(x.model, x.deployment, x.provider, x.upstream_model, x.price, x.max_output_tokens,
-             x.provider_actor);
+             x.provider_actor, x.connect_ms, x.first_token_ms, x.idle_ms, x.total_ms);
+  }
+};
+
+/// How one upstream attempt went, for the deployment's breaker, load and latency.
+struct call_outcome {
+  std::string deployment;
+  bool success = true;
+  bool counts = true;         ///< Whether a failure is the upstream's (not the caller's 400).
+  int64_t ttft_ms = 0;        ///< 0 if unknown.
+  int64_t retry_after_ms = 0; ///< An upstream 429's Retry-After.
+  bool retry = false;         ///< It was a retry (frees a slot of the retry budget).
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, call_outcome& x) {
+    return f(x.deployment, x.success, x.counts, x.ttft_ms, x.retry_after_ms, x.retry);
   }
 };
 
@@ -186,10 +219,13 @@ struct upstream_call {
   bool stream = false;
   uint64_t attempt = 0;
   caf::actor requester;
+  int64_t connect_ms = 10'000;
+  int64_t total_ms = 600'000;
 
   template <class Inspector>
   friend auto inspect(Inspector& f, upstream_call& x) {
-    return f(x.request_id, x.path, x.body, x.stream, x.attempt, x.requester);
+    return f(x.request_id, x.path, x.body, x.stream, x.attempt, x.requester, x.connect_ms,
+             x.total_ms);
   }
 };
 
@@ -234,6 +270,8 @@ CAF_ADD_TYPE_ID(tollgate, (tollgate::admission_request))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::admission))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::rate_headers))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::route_plan))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::route_request))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::call_outcome))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::schemas::model_price))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::hold_request))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::hold_grant))
@@ -269,6 +307,11 @@ CAF_ADD_ATOM(tollgate, tollgate, audit_atom, "audit")
 CAF_ADD_ATOM(tollgate, tollgate, admit_atom, "admit")
 CAF_ADD_ATOM(tollgate, tollgate, usage_atom, "usage")
 CAF_ADD_ATOM(tollgate, tollgate, route_atom, "route")
+CAF_ADD_ATOM(tollgate, tollgate, outcome_atom, "outcome")
+CAF_ADD_ATOM(tollgate, tollgate, providers_atom, "providers")
+CAF_ADD_ATOM(tollgate, tollgate, trip_atom, "trip")
+CAF_ADD_ATOM(tollgate, tollgate, timeout_atom, "timeout")
+CAF_ADD_ATOM(tollgate, tollgate, keepalive_atom, "keepalive")
 CAF_ADD_ATOM(tollgate, tollgate, models_atom, "models")
 CAF_ADD_ATOM(tollgate, tollgate, hold_atom, "hold")
 CAF_ADD_ATOM(tollgate, tollgate, settle_atom, "settle")

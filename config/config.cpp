@@ -10,6 +10,7 @@
 #include <iterator>
 #include <limits>
 #include <set>
+#include <span>
 #include <sstream>
 #include <utility>
 
@@ -153,12 +154,17 @@ json parse_json(std::string_view text) {
 
 /// Fails unless `value` is an object whose keys are all in `allowed`.
 void check_keys(const json& value, std::string_view path,
-                std::initializer_list<std::string_view> allowed) {
+                std::span<const std::string_view> allowed) {
   if (!value.is_object())
     fail(path, "must be an object");
   for (const auto& item : value.items())
     if (std::find(allowed.begin(), allowed.end(), item.key()) == allowed.end())
       throw config_error("unknown key " + in_quotes(item.key()) + " " + where(path));
+}
+
+void check_keys(const json& value, std::string_view path,
+                std::initializer_list<std::string_view> allowed) {
+  check_keys(value, path, std::span<const std::string_view>(allowed.begin(), allowed.size()));
 }
 
 const json* member(const json& object, std::string_view key) {
@@ -318,10 +324,31 @@ provider_config read_provider(const json& value, std::string_view path) {
   return provider;
 }
 
+/// One integer field of a settings object, with its bounds.
+struct integer_field {
+  const char* key;
+  int64_t* target;
+  int64_t min;
+  int64_t max = std::numeric_limits<int64_t>::max();
+};
+
+/// Reads a settings object made only of bounded integers; unknown keys are errors.
+void read_integer_fields(const json& value, std::string_view path,
+                         std::initializer_list<integer_field> fields) {
+  std::vector<std::string_view> keys;
+  for (const auto& f : fields)
+    keys.push_back(f.key);
+  check_keys(value, path, std::span<const std::string_view>(keys));
+  for (const auto& f : fields)
+    if (const auto* v = member(value, f.key))
+      *f.target = read_integer(*v, member_path(path, f.key), f.min, f.max);
+}
+
 deployment_config read_deployment(const json& value, std::string_view path,
                                   const model_config& model,
                                   const std::vector<provider_config>& providers) {
-  check_keys(value, path, {"provider", "model", "weight", "priority"});
+  check_keys(value, path,
+             {"provider", "model", "weight", "priority", "max_concurrency", "timeouts", "breaker"});
   deployment_config deployment;
   const auto provider_path = member_path(path, "provider");
   deployment.provider = read_name(required(value, path, "provider"), provider_path);
@@ -341,6 +368,29 @@ deployment_config read_deployment(const json& value, std::string_view path,
   if (const auto* priority = member(value, "priority"))
     deployment.priority =
         static_cast<uint32_t>(read_integer(*priority, member_path(path, "priority"), 1, max_u32));
+  if (const auto* limit = member(value, "max_concurrency"))
+    deployment.max_concurrency = read_integer(*limit, member_path(path, "max_concurrency"), 0);
+  if (const auto* timeouts = member(value, "timeouts")) {
+    auto tpath = member_path(path, "timeouts");
+    auto& t = deployment.timeouts;
+    read_integer_fields(*timeouts, tpath,
+                        {{"connect_ms", &t.connect_ms, 1},
+                         {"first_token_ms", &t.first_token_ms, 1},
+                         {"idle_ms", &t.idle_ms, 1},
+                         {"total_ms", &t.total_ms, 1}});
+  }
+  if (const auto* breaker = member(value, "breaker")) {
+    auto bpath = member_path(path, "breaker");
+    auto& b = deployment.breaker;
+    read_integer_fields(*breaker, bpath,
+                        {{"failures", &b.failures, 1},
+                         {"failure_rate_percent", &b.failure_rate_percent, 1, 100},
+                         {"min_calls", &b.min_calls, 1},
+                         {"window_seconds", &b.window_seconds, 1, 60},
+                         {"cooldown_ms", &b.cooldown_ms, 1},
+                         {"max_cooldown_ms", &b.max_cooldown_ms, 1},
+                         {"half_open_probes", &b.half_open_probes, 1, 100}});
+  }
   return deployment;
 }
 
@@ -397,7 +447,7 @@ gateway_config read_config(const json& root) {
     fail("admin_key", "is never read from the file; set TOLLGATE_ADMIN_KEY");
   check_keys(root, "",
              {"listen", "database", "redis", "data_dir", "log_level", "http", "actors", "limits",
-              "providers", "models"});
+              "routing", "providers", "models"});
   auto config = default_config();
   if (const auto* listen = member(root, "listen"))
     config.listen = read_parsed(*listen, "listen", parse_listen_address);
@@ -429,6 +479,15 @@ gateway_config read_config(const json& root) {
     check_keys(*actors, "actors", {"idle_seconds"});
     if (const auto* idle = member(*actors, "idle_seconds"))
       config.actors.idle = read_seconds(*idle, "actors.idle_seconds");
+  }
+  if (const auto* routing = member(root, "routing")) {
+    auto& r = config.routing;
+    read_integer_fields(*routing, "routing",
+                        {{"max_attempts", &r.max_attempts, 1, 10},
+                         {"retry_budget_percent", &r.retry_budget_percent, 0, 100},
+                         {"backoff_ms", &r.backoff_ms, 0},
+                         {"max_backoff_ms", &r.max_backoff_ms, 0},
+                         {"keepalive_seconds", &r.keepalive_seconds, 1}});
   }
   if (const auto* limits = member(root, "limits")) {
     check_keys(*limits, "limits", {"rpm", "tpm", "rpd"});

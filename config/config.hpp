@@ -29,11 +29,33 @@ struct provider_config {
 };
 
 /// One place a public model is served from: a provider and the model name it knows.
+/// How long a call to a deployment may take, in milliseconds.
+struct timeouts_config {
+  int64_t connect_ms = 10'000;     ///< To connect (TCP and TLS).
+  int64_t first_token_ms = 60'000; ///< From the request to the first byte of the answer.
+  int64_t idle_ms = 120'000;       ///< Silence between two chunks of a stream.
+  int64_t total_ms = 600'000;      ///< The whole call.
+};
+
+/// When a deployment's circuit breaker opens, and for how long.
+struct breaker_config {
+  int64_t failures = 5;              ///< Consecutive failures that open it...
+  int64_t failure_rate_percent = 50; ///< ...or this share of failures in the window...
+  int64_t min_calls = 10;            ///< ...once the window holds this many calls.
+  int64_t window_seconds = 30;
+  int64_t cooldown_ms = 5'000; ///< First open period; doubles on each trip.
+  int64_t max_cooldown_ms = 300'000;
+  int64_t half_open_probes = 2;
+};
+
 struct deployment_config {
   std::string provider;
   std::string model;
   uint32_t weight = 1;
   uint32_t priority = 1;
+  int64_t max_concurrency = 0; ///< Calls in flight at once; 0: no limit.
+  timeouts_config timeouts;
+  breaker_config breaker;
 };
 
 /// A public model: its routing strategy, deployments and prices.
@@ -66,6 +88,15 @@ struct http_config {
 };
 
 /// Settings of the actor system.
+/// Retries and fallbacks while no byte has reached the caller.
+struct routing_config {
+  int64_t max_attempts = 3;          ///< Upstream attempts per call, fallbacks included.
+  int64_t retry_budget_percent = 20; ///< Retries in flight, as a share of calls in flight.
+  int64_t backoff_ms = 50;           ///< First backoff; doubles, with jitter.
+  int64_t max_backoff_ms = 2'000;
+  int64_t keepalive_seconds = 15; ///< SSE comment sent after this long without an event.
+};
+
 struct actors_config {
   /// Idle user and key actors are passivated after this long.
   std::chrono::seconds idle{300};
@@ -104,6 +135,7 @@ struct gateway_config {
   std::string log_level = "info";
   http_config http;
   actors_config actors;
+  routing_config routing;
   /// Defaults for keys that set no limits of their own.
   rate_limits limits;
   std::vector<provider_config> providers;

@@ -75,7 +75,7 @@ int run_gateway(const config::gateway_config& cfg) {
   auto directory = sys.spawn(directory_actor, pool, ledger, default_limits, cfg.actors.idle);
   auto admin = sys.spawn(admin_actor, pool, directory);
   auto loop = std::make_shared<upstream_loop>();
-  auto model_router = sys.spawn(router_actor, model_catalog(cfg));
+  auto model_router = sys.spawn(router_actor, model_catalog(cfg), cfg.routing);
   auto providers = sys.spawn(provider_supervisor, cfg.providers, loop, model_router);
 
   auto ctx = std::make_shared<route_context>();
@@ -83,6 +83,7 @@ int run_gateway(const config::gateway_config& cfg) {
   ctx->directory = directory;
   ctx->admin = admin;
   ctx->router = model_router;
+  ctx->routing = cfg.routing;
   ctx->admin_key_hash = admin_hash;
   ctx->max_body_bytes = cfg.http.max_body_bytes;
 

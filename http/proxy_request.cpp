@@ -1,5 +1,7 @@
 #include "http/proxy_request.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "actors/metrics/metrics.hpp"
@@ -52,6 +54,10 @@ schemas::api_error upstream_error(const transfer_result& r) {
       upstream.is_object() && upstream.contains("error") && upstream["error"].is_object()
           ? upstream["error"].value("message", "")
           : std::string();
+  // tollgate's own verdict on an answer it could not read.
+  if (upstream.is_object() && upstream.contains("error") && upstream["error"].is_object() &&
+      upstream["error"].value("code", "") == "upstream_malformed")
+    return {502, "server_error", "upstream_malformed", detail, {}, {}};
   if (r.http_status == 400 || r.http_status == 404 || r.http_status == 422)
     return {static_cast<int>(r.http_status),
             "invalid_request_error",
@@ -161,9 +167,15 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
       st.completion_tokens > 0 || st.counted_completion_bytes > 0 || st.prompt_tokens >= 0;
   // Usage as reported; counted by tollgate where the upstream reported none.
   int64_t prompt = st.prompt_tokens >= 0 ? st.prompt_tokens : call.prompt_tokens;
-  int64_t completion = st.completion_tokens >= 0
-                           ? st.completion_tokens
-                           : schemas::estimate_tokens_of_size(st.counted_completion_bytes);
+  // Counted tokens are an estimate: never more than the call was allowed to produce.
+  int64_t allowed = (st.hold.capped        ? st.hold.max_tokens
+                     : call.max_tokens > 0 ? call.max_tokens
+                                           : st.route.max_output_tokens) *
+                    call.choices;
+  int64_t completion =
+      st.completion_tokens >= 0
+          ? st.completion_tokens
+          : std::min(schemas::estimate_tokens_of_size(st.counted_completion_bytes), allowed);
   // A call that produced nothing costs nothing: its hold is voided.
   int64_t cost = produced ? schemas::cost_of(st.route.price, prompt, completion) : 0;
   if (!produced)
@@ -181,6 +193,8 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
                                           .count()
                                     : 0;
   usage.status = std::move(status);
+  usage.attempts = static_cast<int64_t>(st.attempt);
+  usage.attempt_log = st.attempt_log;
   // The key's token window learns what the call really used.
   if (st.admitted.key_actor)
     self->send(st.admitted.key_actor, usage_atom_v,
@@ -205,6 +219,7 @@ void write_chunk(self_ptr self, std::string bytes) {
   if (st.client_gone || !st.response)
     return;
   auto me = caf::actor_cast<caf::actor>(self);
+  st.last_write = std::chrono::steady_clock::now();
   st.response->append_chunk(std::move(bytes));
   st.response->flush([me](const restinio::asio_ns::error_code& ec) {
     if (ec)
@@ -220,6 +235,9 @@ void open_stream(self_ptr self, const ctx_ptr& ctx) {
   st.response->append_header("x-request-id", ctx->call.request_id);
   for (auto& [name, value] : rate_header_list(st.admitted.headers))
     st.response->append_header(name, value);
+  st.last_write = std::chrono::steady_clock::now();
+  self->delayed_send(self, std::chrono::seconds(ctx->actors.routing.keepalive_seconds),
+                     keepalive_atom_v);
 }
 
 /// Handles one upstream event of a stream: meters it and passes it on.
@@ -256,20 +274,85 @@ void on_event(self_ptr self, const ctx_ptr& ctx, const schemas::sse_event& event
   write_chunk(self, event.raw);
 }
 
+/// Tells the router how the current attempt went, once.
+void report_attempt(self_ptr self, const ctx_ptr& ctx, bool success, bool counts,
+                    int64_t retry_after_ms, const std::string& what) {
+  auto& st = self->state;
+  if (!st.attempt_open)
+    return;
+  st.attempt_open = false;
+  gateway_metrics::global().in_flight.at().add(-1);
+  int64_t ttft = st.first_token_at ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         *st.first_token_at - st.upstream_started)
+                                         .count()
+                                   : 0;
+  self->send(
+      ctx->actors.router, outcome_atom_v,
+      call_outcome{st.route.deployment, success, counts, ttft, retry_after_ms, st.attempt > 1});
+  st.attempt_log += (st.attempt_log.empty() ? "" : ",") + st.route.deployment + ":" + what;
+}
+
+/// Whether a failed attempt is the upstream's fault (worth another deployment), not the
+/// caller's.
+bool upstream_at_fault(const transfer_result& r) {
+  if (r.curl_code != 0)
+    return true;
+  return !(r.http_status == 400 || r.http_status == 404 || r.http_status == 413 ||
+           r.http_status == 422);
+}
+
+int64_t retry_after_ms(const transfer_result& r) {
+  return r.http_status == 429 ? 1'000 : 0;
+}
+
+void route_attempt(self_ptr self, const ctx_ptr& ctx);
+
+/// An attempt failed before anything reached the caller: back off and try the next
+/// deployment, or give up with the last failure.
+void retry_or_fail(self_ptr self, const ctx_ptr& ctx, transfer_result failure) {
+  auto& st = self->state;
+  bool retryable = upstream_at_fault(failure);
+  st.last_failure = std::move(failure);
+  if (!retryable || st.client_gone ||
+      static_cast<int64_t>(st.attempt) >= ctx->actors.routing.max_attempts) {
+    auto err = upstream_error(st.last_failure);
+    settle(self, ctx, "upstream_error", [=](storage::ledger_result) { fail(self, ctx, err); });
+    return;
+  }
+  // Exponential backoff with full jitter.
+  auto base = ctx->actors.routing.backoff_ms << std::min<uint64_t>(st.attempt - 1, 10);
+  auto cap = std::min<int64_t>(base, ctx->actors.routing.max_backoff_ms);
+  auto delay = cap > 0 ? static_cast<int64_t>(std::hash<std::string>{}(ctx->call.request_id +
+                                                                       std::to_string(st.attempt)) %
+                                              static_cast<uint64_t>(cap + 1))
+                       : 0;
+  self->delayed_send(self, std::chrono::milliseconds(delay), restart_atom_v, st.attempt);
+}
+
 /// The upstream finished a stream (or failed): settle, then end the response.
 void finish_stream(self_ptr self, const ctx_ptr& ctx, transfer_result result) {
   auto& st = self->state;
   bool ok = result.curl_code == 0 && result.http_status >= 200 && result.http_status < 300 &&
             st.stream_error.empty();
   if (!st.response && !ok && !st.client_gone) {
-    // Nothing reached the caller yet: an ordinary error answer, and the hold is voided.
-    auto err = st.stream_error.empty()
-                   ? upstream_error(result)
-                   : schemas::api_error{
-                         502, "server_error", "upstream_malformed", st.stream_error, {}, {}};
-    settle(self, ctx, "upstream_error", [=](storage::ledger_result) { fail(self, ctx, err); });
+    // Nothing reached the caller yet: another deployment may still answer.
+    if (!st.stream_error.empty()) {
+      result.curl_code = 0;
+      result.http_status = 502;
+      result.body =
+          json{{"error", {{"message", st.stream_error}, {"code", "upstream_malformed"}}}}.dump();
+      st.stream_error.clear();
+      st.parser = {};
+      st.counted_completion_bytes = 0;
+      st.prompt_tokens = st.completion_tokens = -1;
+      st.first_token_at.reset();
+    }
+    report_attempt(self, ctx, false, upstream_at_fault(result), retry_after_ms(result),
+                   result.curl_code ? "error" : std::to_string(result.http_status));
+    retry_or_fail(self, ctx, std::move(result));
     return;
   }
+  report_attempt(self, ctx, ok, !st.client_gone, 0, ok ? "ok" : "broken");
   std::string status = st.client_gone ? "client_gone" : ok ? "ok" : "upstream_error";
   if (!ok && !st.client_gone) {
     auto message = st.stream_error.empty() ? "the upstream stream broke off: " + result.error
@@ -283,16 +366,14 @@ void finish_stream(self_ptr self, const ctx_ptr& ctx, transfer_result result) {
   }
   settle(self, ctx, status, [=](storage::ledger_result) {
     auto& now = self->state;
-    if (now.response && !now.client_gone) {
+    if (!now.client_gone) {
+      // A successful stream with no event at all is still a well-formed stream.
+      if (!now.response)
+        open_stream(self, ctx);
       if (ok)
         now.response->append_chunk(std::string("data: [DONE]\n\n"));
       now.response->done();
       count_response(ctx->req->header().path(), 200);
-    } else if (!now.response && !now.client_gone) {
-      // A successful stream with no event at all: still a well-formed stream.
-      open_stream(self, ctx);
-      now.response->append_chunk(std::string("data: [DONE]\n\n"));
-      now.response->done();
     }
     end_request(self);
   });
@@ -301,25 +382,22 @@ void finish_stream(self_ptr self, const ctx_ptr& ctx, transfer_result result) {
 /// The upstream answered a buffered call: settle, then answer.
 void finish_buffered(self_ptr self, const ctx_ptr& ctx, transfer_result result) {
   auto& st = self->state;
-  if (result.curl_code != 0 || result.http_status < 200 || result.http_status >= 300) {
-    auto err = upstream_error(result);
-    settle(self, ctx, "upstream_error", [=](storage::ledger_result) { fail(self, ctx, err); });
-    return;
+  bool ok = result.curl_code == 0 && result.http_status >= 200 && result.http_status < 300;
+  auto doc = ok ? json::parse(result.body, nullptr, false) : json();
+  if (ok && !doc.is_object()) {
+    ok = false;
+    result.http_status = 502;
+    result.body =
+        R"({"error":{"message":"the upstream sent a malformed answer","code":"upstream_malformed"}})";
   }
-  auto doc = json::parse(result.body, nullptr, false);
-  if (!doc.is_object()) {
-    settle(self, ctx, "upstream_error", [=](storage::ledger_result) {
-      fail(self, ctx,
-           {502,
-            "server_error",
-            "upstream_malformed",
-            "the upstream sent a malformed answer",
-            {},
-            {}});
-    });
+  if (!ok) {
+    report_attempt(self, ctx, false, upstream_at_fault(result), retry_after_ms(result),
+                   result.curl_code ? "error" : std::to_string(result.http_status));
+    retry_or_fail(self, ctx, std::move(result));
     return;
   }
   st.first_token_at = std::chrono::steady_clock::now();
+  report_attempt(self, ctx, true, true, 0, "ok");
   if (auto usage = doc.find("usage"); usage != doc.end())
     take_usage(st, *usage);
   if (st.prompt_tokens < 0)
@@ -336,30 +414,85 @@ void finish_buffered(self_ptr self, const ctx_ptr& ctx, transfer_result result) 
   });
 }
 
+int64_t pick_timeout(int64_t requested, int64_t deployment) {
+  return requested > 0 ? requested : deployment;
+}
+
+/// Schedules the check that the current attempt is still making progress.
+void schedule_idle_check(self_ptr self, const ctx_ptr& ctx) {
+  auto& st = self->state;
+  if (st.idle_check_pending)
+    return;
+  st.idle_check_pending = true;
+  auto idle = pick_timeout(ctx->call.idle_timeout_ms, st.route.idle_ms);
+  self->delayed_send(self, std::chrono::milliseconds(idle), timeout_atom_v, st.attempt,
+                     std::string("idle"));
+}
+
 void call_upstream(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
   st.step = phase::calling;
+  ++st.attempt;
+  st.attempt_open = true;
+  st.got_bytes = false;
+  st.transfer_known = false;
+  st.tried.push_back(st.route.deployment);
   st.upstream_started = std::chrono::steady_clock::now();
   gateway_metrics::global().in_flight.at().add(1);
   upstream_call uc{ctx->call.request_id,
                    ctx->call.path,
                    upstream_body(ctx->call, st.route, st.hold),
                    ctx->call.stream,
-                   1,
-                   caf::actor_cast<caf::actor>(self)};
+                   st.attempt,
+                   caf::actor_cast<caf::actor>(self),
+                   st.route.connect_ms,
+                   pick_timeout(ctx->call.total_timeout_ms, st.route.total_ms)};
+  auto attempt = st.attempt;
   self->request(st.route.provider_actor, actor_timeout, complete_atom_v, std::move(uc))
       .then(
           [=](uint64_t id) {
-            self->state.transfer_id = id;
-            self->state.transfer_known = true;
+            auto& now = self->state;
+            if (now.attempt != attempt)
+              return;
+            now.transfer_id = id;
+            now.transfer_known = true;
             // The caller left while the call was being placed.
-            if (self->state.client_gone)
-              self->send(self->state.route.provider_actor, cancel_atom_v, id);
+            if (now.client_gone)
+              self->send(now.route.provider_actor, cancel_atom_v, id);
           },
           [=](caf::error& err) {
-            gateway_metrics::global().in_flight.at().add(-1);
-            settle(self, ctx, "error",
-                   [=](storage::ledger_result) { fail(self, ctx, api_failure_of(err)); });
+            if (self->state.attempt != attempt)
+              return;
+            report_attempt(self, ctx, false, true, 0, "unavailable");
+            transfer_result failure;
+            failure.curl_code = 7; // as if the upstream could not be reached
+            failure.error = to_string(err);
+            retry_or_fail(self, ctx, std::move(failure));
+          });
+  auto first_token = pick_timeout(ctx->call.first_token_timeout_ms, st.route.first_token_ms);
+  self->delayed_send(self, std::chrono::milliseconds(first_token), timeout_atom_v, attempt,
+                     std::string("first_token"));
+}
+
+/// Asks the router for a deployment for the next attempt.
+void route_attempt(self_ptr self, const ctx_ptr& ctx) {
+  auto& st = self->state;
+  route_request rr{ctx->call.model, st.admitted.key.environment, ctx->call.fallback_models,
+                   st.tried, st.attempt > 0};
+  self->request(ctx->actors.router, actor_timeout, route_atom_v, std::move(rr))
+      .then(
+          [=](route_plan& plan) {
+            self->state.route = std::move(plan);
+            call_upstream(self, ctx);
+          },
+          [=](caf::error& err) {
+            auto& now = self->state;
+            auto api = api_failure_of(err);
+            // Out of deployments after an upstream failure: answer that failure.
+            if (now.attempt > 0 && api.code != "model_not_found")
+              api = upstream_error(now.last_failure);
+            settle(self, ctx, "upstream_error",
+                   [=](storage::ledger_result) { fail(self, ctx, api); });
           });
 }
 
@@ -377,14 +510,22 @@ void hold_credits(self_ptr self, const ctx_ptr& ctx) {
             self->state.hold = grant;
             call_upstream(self, ctx);
           },
-          [=](caf::error& err) { fail(self, ctx, api_failure_of(err)); });
+          [=](caf::error& err) {
+            // The routed attempt never started: give its slot back to the router.
+            auto& now = self->state;
+            self->send(ctx->actors.router, outcome_atom_v,
+                       call_outcome{now.route.deployment, false, false, 0, 0, false});
+            fail(self, ctx, api_failure_of(err));
+          });
 }
 
+/// Routes the first attempt; the hold is sized by that deployment's model price.
 void route_model(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
   st.step = phase::routing;
-  self->request(ctx->actors.router, actor_timeout, route_atom_v, ctx->call.model,
-                st.admitted.key.environment)
+  route_request rr{
+      ctx->call.model, st.admitted.key.environment, ctx->call.fallback_models, {}, false};
+  self->request(ctx->actors.router, actor_timeout, route_atom_v, std::move(rr))
       .then(
           [=](route_plan& plan) {
             self->state.route = std::move(plan);
@@ -419,25 +560,73 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
   auto ctx = std::make_shared<context>(context{std::move(req), std::move(call), std::move(actors)});
   admit(self, ctx, 2);
   return {
-      [=](upstream_data_atom, uint64_t, std::string& bytes) {
+      [=](upstream_data_atom, uint64_t attempt, std::string& bytes) {
         auto& st = self->state;
-        if (st.step != phase::calling)
+        // News of an attempt that already ended (timed out, cancelled) is stale.
+        if (st.step != phase::calling || attempt != st.attempt || !st.attempt_open)
           return;
+        st.got_bytes = true;
+        st.last_data = std::chrono::steady_clock::now();
+        schedule_idle_check(self, ctx);
         for (auto& event : st.parser.feed(bytes)) {
           on_event(self, ctx, event);
           if (!st.stream_error.empty())
             break;
         }
       },
-      [=](upstream_done_atom, uint64_t, transfer_result& result) {
-        if (self->state.step != phase::calling)
+      [=](upstream_done_atom, uint64_t attempt, transfer_result& result) {
+        auto& st = self->state;
+        if (st.step != phase::calling || attempt != st.attempt || !st.attempt_open)
           return;
-        self->state.upstream_ended = std::chrono::steady_clock::now();
-        gateway_metrics::global().in_flight.at().add(-1);
+        st.upstream_ended = std::chrono::steady_clock::now();
         if (ctx->call.stream)
           finish_stream(self, ctx, std::move(result));
         else
           finish_buffered(self, ctx, std::move(result));
+      },
+      [=](restart_atom, uint64_t failed_attempt) {
+        auto& st = self->state;
+        if (st.step == phase::calling && failed_attempt == st.attempt)
+          route_attempt(self, ctx);
+      },
+      [=](timeout_atom, uint64_t attempt, const std::string& which) {
+        auto& st = self->state;
+        if (st.step != phase::calling || attempt != st.attempt || !st.attempt_open)
+          return;
+        auto now = std::chrono::steady_clock::now();
+        if (which == "idle") {
+          st.idle_check_pending = false;
+          auto idle =
+              std::chrono::milliseconds(pick_timeout(ctx->call.idle_timeout_ms, st.route.idle_ms));
+          if (now - st.last_data < idle) {
+            schedule_idle_check(self, ctx);
+            return;
+          }
+          // Keep-alive comments hold the caller's connection open through long silences.
+        } else if (st.got_bytes) {
+          return; // the first byte came in time
+        }
+        // Stop the silent upstream; its end arrives as the next attempt's stale news.
+        if (st.transfer_known)
+          self->send(st.route.provider_actor, cancel_atom_v, st.transfer_id);
+        transfer_result timed_out;
+        timed_out.curl_code = 28; // CURLE_OPERATION_TIMEDOUT
+        timed_out.error = which == "idle" ? "no data from the upstream within the idle timeout"
+                                          : "no first token within the timeout";
+        st.upstream_ended = now;
+        if (ctx->call.stream)
+          finish_stream(self, ctx, std::move(timed_out));
+        else
+          finish_buffered(self, ctx, std::move(timed_out));
+      },
+      [=](keepalive_atom) {
+        auto& st = self->state;
+        if (st.step != phase::calling || st.client_gone)
+          return;
+        auto interval = std::chrono::seconds(ctx->actors.routing.keepalive_seconds);
+        if (st.response && std::chrono::steady_clock::now() - st.last_write >= interval)
+          write_chunk(self, ": keep-alive\n\n");
+        self->delayed_send(self, interval, keepalive_atom_v);
       },
       [=](written_atom, bool ok) {
         auto& st = self->state;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/messages.hpp"
+#include "config/config.hpp"
 #include "http/responses.hpp"
 #include "schemas/sse.hpp"
 
@@ -27,6 +28,11 @@ struct proxy_call {
   std::string max_tokens_field;
   int64_t choices = 1;
   int64_t prompt_tokens = 0; ///< Estimate.
+  std::vector<std::string> fallback_models;
+  /// Per-request timeouts from headers (milliseconds); 0 keeps the deployment's.
+  int64_t first_token_timeout_ms = 0;
+  int64_t idle_timeout_ms = 0;
+  int64_t total_timeout_ms = 0;
   std::chrono::steady_clock::time_point received;
 };
 
@@ -34,6 +40,7 @@ struct proxy_call {
 struct proxy_actors {
   caf::actor directory;
   caf::actor router;
+  config::routing_config routing;
 };
 
 struct proxy_request_state {
@@ -46,10 +53,21 @@ struct proxy_request_state {
 
   phase step = phase::admitting;
   admission admitted;
-  route_plan route;
+  route_plan route; ///< The current attempt's deployment.
   hold_grant hold;
   uint64_t transfer_id = 0;
   bool transfer_known = false;
+
+  // Attempts: each deployment tried is remembered; only the current attempt's news counts.
+  uint64_t attempt = 0;
+  bool attempt_open = false; ///< The router counts the current attempt as in flight.
+  std::vector<std::string> tried;
+  std::string attempt_log; ///< "deployment:outcome" per attempt, for the usage record.
+  bool got_bytes = false;  ///< The current attempt has sent something.
+  std::chrono::steady_clock::time_point last_data;
+  std::chrono::steady_clock::time_point last_write;
+  bool idle_check_pending = false;
+  transfer_result last_failure; ///< Answered if no attempt succeeds.
 
   // Streaming.
   schemas::sse_parser parser;

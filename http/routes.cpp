@@ -156,13 +156,25 @@ proxy_call proxy_call_of(const call& c, std::string path, nlohmann::json body, s
   pc.body = std::move(body);
   pc.model = std::move(model);
   pc.prompt_tokens = prompt_tokens;
+  // Per-request timeouts (milliseconds) override the deployment's.
+  for (auto [header, slot] :
+       {std::pair{"x-tollgate-timeout-first-token-ms", &pc.first_token_timeout_ms},
+        std::pair{"x-tollgate-timeout-idle-ms", &pc.idle_timeout_ms},
+        std::pair{"x-tollgate-timeout-ms", &pc.total_timeout_ms}}) {
+    if (auto value = c.req->header().opt_value_of(header)) {
+      int64_t ms = 0;
+      auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), ms);
+      if (ec == std::errc() && end == value->data() + value->size() && ms > 0)
+        *slot = ms;
+    }
+  }
   pc.received = std::chrono::steady_clock::now();
   return pc;
 }
 
 status to_proxy(const ctx_ptr& ctx, const call& c, proxy_call pc) {
   ctx->system->spawn(proxy_request, c.req, std::move(pc),
-                     proxy_actors{ctx->directory, ctx->router});
+                     proxy_actors{ctx->directory, ctx->router, ctx->routing});
   return restinio::request_accepted();
 }
 
@@ -212,6 +224,7 @@ std::vector<route> routes() {
          pc.max_tokens = chat->max_tokens;
          pc.max_tokens_field = chat->max_tokens_field;
          pc.choices = chat->choices;
+         pc.fallback_models = std::move(chat->fallback_models);
          return to_proxy(ctx, c, std::move(pc));
        }},
       {http_method_post(), "/v1/embeddings", auth::consumer,

@@ -20,6 +20,7 @@ struct route_context {
   caf::actor router;
   std::string admin_key_hash;
   std::size_t max_body_bytes = 4 << 20;
+  config::routing_config routing;
 };
 
 /// The gateway's endpoints, with JSON 404/405 answers for everything else.

@@ -112,6 +112,19 @@ result<chat_request> parse_chat_request(std::string_view body) {
   if (!doc)
     return doc.error();
   chat_request out;
+  // OpenRouter's "models": fallbacks in order; the first stands in for a missing "model".
+  if (auto models = doc->find("models"); models != doc->end()) {
+    if (!models->is_array() || models->size() > 16)
+      return invalid_request("'models' must be an array of at most 16 model names", "models");
+    for (const auto& m : *models) {
+      if (!m.is_string() || m.get_ref<const std::string&>().empty())
+        return invalid_request("'models' must contain only model names", "models");
+      out.fallback_models.push_back(m.get<std::string>());
+    }
+    doc->erase("models");
+    if (!doc->contains("model") && !out.fallback_models.empty())
+      (*doc)["model"] = out.fallback_models.front();
+  }
   if (auto err = read_model(*doc, out.model))
     return *err;
   auto messages = doc->find("messages");

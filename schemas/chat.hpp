@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -19,11 +20,12 @@ struct chat_request {
   nlohmann::json body; ///< The caller's body; forwarded upstream with tollgate's changes.
   std::string model;
   bool stream = false;
-  bool include_usage = false;   ///< The caller asked for the usage chunk.
-  int64_t max_tokens = 0;       ///< 0: the caller set no limit.
-  std::string max_tokens_field; ///< "max_tokens" or "max_completion_tokens".
-  int64_t choices = 1;          ///< n
-  int64_t prompt_tokens = 0;    ///< Estimate (an upper bound for ordinary text).
+  bool include_usage = false;               ///< The caller asked for the usage chunk.
+  int64_t max_tokens = 0;                   ///< 0: the caller set no limit.
+  std::string max_tokens_field;             ///< "max_tokens" or "max_completion_tokens".
+  int64_t choices = 1;                      ///< n
+  int64_t prompt_tokens = 0;                ///< Estimate (an upper bound for ordinary text).
+  std::vector<std::string> fallback_models; ///< "models": tried in order if `model` fails.
 };
 
 /// A validated embeddings request.

@@ -19,13 +19,16 @@ struct usage_record {
   int64_t cost = 0;
   int64_t latency_ms = 0;
   int64_t ttft_ms = 0;
-  std::string status; ///< "ok", "error", "cancelled", "upstream_error", ...
+  std::string status; ///< "ok", "error", "client_gone", "upstream_error", ...
   int64_t created_at = 0;
+  int64_t attempts = 0;    ///< Upstream attempts made (retries and fallbacks included).
+  std::string attempt_log; ///< "deployment:outcome,..." one per attempt.
 
   template <class Inspector>
   friend auto inspect(Inspector& f, usage_record& x) {
     return f(x.request_id, x.user_id, x.key_id, x.model, x.deployment, x.prompt_tokens,
-             x.completion_tokens, x.cost, x.latency_ms, x.ttft_ms, x.status, x.created_at);
+             x.completion_tokens, x.cost, x.latency_ms, x.ttft_ms, x.status, x.created_at,
+             x.attempts, x.attempt_log);
   }
 };
 

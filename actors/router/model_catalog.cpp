@@ -7,8 +7,8 @@ model_catalog::model_catalog(const config::gateway_config& cfg) {
     catalog_model model{
         m.name, {m.input_price, m.output_price}, m.max_output_tokens, m.strategy, {}};
     for (const auto& d : m.deployments)
-      model.deployments.push_back(
-          {d.provider, d.model.empty() ? m.name : d.model, d.weight, d.priority});
+      model.deployments.push_back({d.provider, d.model.empty() ? m.name : d.model, d.weight,
+                                   d.priority, d.max_concurrency, d.timeouts, d.breaker});
     models_.push_back(std::move(model));
   }
 }

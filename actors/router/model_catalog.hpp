@@ -16,6 +16,9 @@ struct deployment {
   std::string upstream_model;
   uint32_t weight = 1;
   uint32_t priority = 1;
+  int64_t max_concurrency = 0;
+  config::timeouts_config timeouts;
+  config::breaker_config breaker;
 };
 
 /// A public model: its price and where it is served.

@@ -1,8 +1,11 @@
 #include "tests/integration/harness.hpp"
 
+#include <cctype>
 #include <chrono>
+#include <thread>
 
 #include <boost/test/unit_test.hpp>
+#include <curl/curl.h>
 
 #include "config/config.hpp"
 #include "storage/database.hpp"
@@ -190,6 +193,207 @@ void expect_error(const http_response& response, long status, const std::string&
 int64_t unix_now() {
   using namespace std::chrono;
   return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
+}
+
+nlohmann::json mock_gateway_config(const std::string& mock_base_url) {
+  using nlohmann::json;
+  return {{"providers",
+           json::array({{{"name", "mock"}, {"kind", "openai"}, {"base_url", mock_base_url}},
+                        {{"name", "local-echo"}, {"kind", "echo"}}})},
+          {"models",
+           json::array({{{"name", "gpt-mock"},
+                         // Tests inject faults back to back: a breaker that never trips keeps
+                         // each fault's own answer visible (breakers have tests of their own).
+                         {"deployments",
+                          json::array({{{"provider", "mock"},
+                                        {"model", "mock-1"},
+                                        {"breaker", {{"failures", 1000}, {"min_calls", 1000}}}}})},
+                         {"input_price", 1'000'000},
+                         {"output_price", 2'000'000}},
+                        {{"name", "echo-1"},
+                         {"deployments", json::array({{{"provider", "local-echo"}}})},
+                         {"input_price", 0},
+                         {"output_price", 0}}})}};
+}
+
+gateway_options options_with_config(const nlohmann::json& config) {
+  gateway_options options;
+  options.config_json = config.dump();
+  return options;
+}
+
+metered_user make_metered_user(http_client& admin, const std::string& email, int64_t credits,
+                               const nlohmann::json& key_body) {
+  metered_user u;
+  u.id = create_user(admin, "User " + email, email)["id"].get<std::string>();
+  if (credits != 0)
+    add_credits(admin, u.id, credits, "opening balance");
+  auto key = create_key(admin, u.id, key_body);
+  u.key = key["key"].get<std::string>();
+  u.key_id = key["id"].get<std::string>();
+  return u;
+}
+
+nlohmann::json chat_body(const std::string& model, const std::string& prompt, int64_t max_tokens,
+                         bool stream, bool include_usage) {
+  nlohmann::json body{
+      {"model", model},
+      {"messages", nlohmann::json::array({{{"role", "user"}, {"content", prompt}}})}};
+  if (max_tokens > 0)
+    body["max_tokens"] = max_tokens;
+  if (stream)
+    body["stream"] = true;
+  if (include_usage)
+    body["stream_options"] = {{"include_usage", true}};
+  return body;
+}
+
+nlohmann::json me_of(const test_gateway& gw, const std::string& key) {
+  auto response = gw.consumer(key).get("/v1/me");
+  BOOST_TEST_REQUIRE(response.status == 200, "GET /v1/me: " << response.body);
+  return response.json();
+}
+
+std::vector<std::string> sse_data(const std::string& body) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos < body.size()) {
+    auto end = body.find("\n\n", pos);
+    auto event = body.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    pos = end == std::string::npos ? body.size() : end + 2;
+    std::string data;
+    std::size_t line_start = 0;
+    while (line_start < event.size()) {
+      auto line_end = event.find('\n', line_start);
+      auto line = event.substr(line_start, line_end == std::string::npos ? std::string::npos
+                                                                         : line_end - line_start);
+      line_start = line_end == std::string::npos ? event.size() : line_end + 1;
+      if (line.starts_with("data:")) {
+        auto value = line.substr(5);
+        if (value.starts_with(' '))
+          value.erase(0, 1);
+        data += data.empty() ? value : "\n" + value;
+      }
+    }
+    if (!data.empty())
+      out.push_back(std::move(data));
+  }
+  return out;
+}
+
+std::vector<usage_row> usage_of(soci::session& sql, const std::string& user_id) {
+  std::vector<usage_row> rows;
+  usage_row r;
+  soci::statement st =
+      (sql.prepare << "SELECT request_id, user_id, key_id, model, deployment, prompt_tokens, "
+                      "completion_tokens, cost, latency_ms, ttft_ms, status FROM usage_records "
+                      "WHERE user_id = :u ORDER BY id",
+       soci::use(user_id), soci::into(r.request_id), soci::into(r.user_id), soci::into(r.key_id),
+       soci::into(r.model), soci::into(r.deployment), soci::into(r.prompt_tokens),
+       soci::into(r.completion_tokens), soci::into(r.cost), soci::into(r.latency_ms),
+       soci::into(r.ttft_ms), soci::into(r.status));
+  st.execute();
+  while (st.fetch())
+    rows.push_back(r);
+  return rows;
+}
+
+std::optional<usage_row> usage_row_of(soci::session& sql, const std::string& request_id) {
+  std::string user_id;
+  sql << "SELECT user_id FROM usage_records WHERE request_id = :r", soci::use(request_id),
+      soci::into(user_id);
+  if (!sql.got_data())
+    return std::nullopt;
+  for (auto& row : usage_of(sql, user_id))
+    if (row.request_id == request_id)
+      return row;
+  return std::nullopt;
+}
+
+bool wait_until(std::chrono::milliseconds timeout, const std::function<bool()>& done) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (done())
+      return true;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds{25});
+  }
+}
+
+namespace {
+
+struct stream_reader {
+  abandoned_stream result;
+  std::size_t wanted = 0;
+};
+
+std::size_t on_stream_header(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* reader = static_cast<stream_reader*>(user);
+  std::string line(data, size * count);
+  auto colon = line.find(':');
+  if (colon != std::string::npos) {
+    std::string name = line.substr(0, colon);
+    for (auto& c : name)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (name == "x-request-id") {
+      auto value = line.substr(colon + 1);
+      auto first = value.find_first_not_of(" \t");
+      auto last = value.find_last_not_of(" \t\r\n");
+      reader->result.request_id =
+          first == std::string::npos ? std::string() : value.substr(first, last - first + 1);
+    }
+  }
+  return size * count;
+}
+
+std::size_t on_stream_body(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* reader = static_cast<stream_reader*>(user);
+  auto& received = reader->result.received;
+  received.append(data, size * count);
+  // Complete events only: each ends with a blank line.
+  std::size_t complete = 0;
+  for (auto pos = received.find("\n\n"); pos != std::string::npos;
+       pos = received.find("\n\n", pos + 2))
+    ++complete;
+  reader->result.events = complete;
+  // Returning less than given makes libcurl abort the transfer and drop the connection.
+  return reader->result.events >= reader->wanted ? 0 : size * count;
+}
+
+} // namespace
+
+abandoned_stream read_stream_then_leave(const std::string& base_url, const std::string& path,
+                                        const std::string& key, const std::string& body,
+                                        std::size_t events, std::chrono::milliseconds timeout) {
+  stream_reader reader;
+  reader.wanted = events;
+  std::unique_ptr<CURL, void (*)(CURL*)> easy(curl_easy_init(), curl_easy_cleanup);
+  BOOST_TEST_REQUIRE(easy != nullptr);
+  auto url = base_url + path;
+  auto auth = "Authorization: Bearer " + key;
+  curl_slist* headers = nullptr;
+  headers = curl_slist_append(headers, auth.c_str());
+  headers = curl_slist_append(headers, "Content-Type: application/json");
+  headers = curl_slist_append(headers, "Accept: text/event-stream");
+  std::unique_ptr<curl_slist, void (*)(curl_slist*)> header_guard(headers, curl_slist_free_all);
+  CURL* e = easy.get();
+  curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_stream_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, &reader);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_stream_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &reader);
+  curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  curl_easy_perform(e); // CURLE_WRITE_ERROR when we left, as intended
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &reader.result.status);
+  // The cleanup closes the connection: the transfer was cut short, so libcurl cannot reuse it.
+  easy.reset();
+  return reader.result;
 }
 
 } // namespace tollgate::test::integration

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -105,5 +107,75 @@ void expect_error(const http_response& response, long status, const std::string&
 
 /// Unix seconds now.
 int64_t unix_now();
+
+// Metered proxy suites: a gateway in front of the mock upstream.
+
+/// Config for a gateway in front of a mock upstream at `mock_base_url`: model `gpt-mock` on
+/// provider `mock` (deployment "mock/mock-1", 1 micro-credit per prompt token, 2 per
+/// completion token) and the free `echo-1` on the built-in echo provider.
+nlohmann::json mock_gateway_config(const std::string& mock_base_url);
+
+/// Options that run the gateway with `config` as its config file.
+gateway_options options_with_config(const nlohmann::json& config);
+
+/// A user with `credits` and one key made from `key_body`.
+struct metered_user {
+  std::string id;
+  std::string key;
+  std::string key_id;
+};
+
+metered_user make_metered_user(http_client& admin, const std::string& email, int64_t credits,
+                               const nlohmann::json& key_body = nlohmann::json::object());
+
+/// A chat completion body with one user message; max_tokens 0 leaves it out. `include_usage`
+/// adds stream_options.include_usage: true.
+nlohmann::json chat_body(const std::string& model, const std::string& prompt,
+                         int64_t max_tokens = 0, bool stream = false, bool include_usage = false);
+
+/// GET /v1/me with `key`; must answer 200.
+nlohmann::json me_of(const test_gateway& gw, const std::string& key);
+
+/// The `data:` payloads of an SSE body, in order ("[DONE]" included as it is).
+std::vector<std::string> sse_data(const std::string& body);
+
+/// One row of usage_records.
+struct usage_row {
+  std::string request_id;
+  std::string user_id;
+  std::string key_id;
+  std::string model;
+  std::string deployment;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t cost = 0;
+  int64_t latency_ms = 0;
+  int64_t ttft_ms = 0;
+  std::string status;
+};
+
+/// The user's usage rows, oldest first.
+std::vector<usage_row> usage_of(soci::session& sql, const std::string& user_id);
+
+/// The usage row of `request_id`, if there is one.
+std::optional<usage_row> usage_row_of(soci::session& sql, const std::string& request_id);
+
+/// Calls `done` every 25 ms until it returns true or `timeout` has passed; returns whether it
+/// did. Keeps every wait of a test bounded.
+bool wait_until(std::chrono::milliseconds timeout, const std::function<bool()>& done);
+
+/// What a client that walked away from a stream had received.
+struct abandoned_stream {
+  long status = 0;
+  std::string request_id; ///< The response's x-request-id.
+  std::string received;   ///< Body bytes read before leaving.
+  std::size_t events = 0; ///< `data:` events among them.
+};
+
+/// POSTs `body` to `base_url` + `path` with `key`, reads the streamed answer until `events`
+/// SSE events have arrived (or it ends, or `timeout` passes), then closes the connection.
+abandoned_stream read_stream_then_leave(const std::string& base_url, const std::string& path,
+                                        const std::string& key, const std::string& body,
+                                        std::size_t events, std::chrono::milliseconds timeout);
 
 } // namespace tollgate::test::integration

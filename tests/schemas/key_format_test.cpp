@@ -118,8 +118,10 @@ BOOST_AUTO_TEST_CASE(both_backends_have_the_same_versions_in_order) {
     BOOST_TEST(lite[i].version == static_cast<int>(i + 1));
     BOOST_TEST(pg[i].version == lite[i].version);
     BOOST_TEST(pg[i].name == lite[i].name);
-    BOOST_TEST(lite[i].sql.find("CREATE TABLE") != std::string_view::npos);
+    BOOST_TEST(!lite[i].sql.empty());
+    BOOST_TEST(!pg[i].sql.empty());
   }
+  BOOST_TEST(lite[0].sql.find("CREATE TABLE ledger_entries") != std::string_view::npos);
   BOOST_TEST(migrations_for("oracle").empty());
 }
 

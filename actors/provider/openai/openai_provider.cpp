@@ -23,6 +23,8 @@ caf::behavior openai_provider(caf::stateful_actor<openai_provider_state>* self,
           spec.headers.push_back("Authorization: Bearer " + st.api_key);
         spec.body = std::move(call.body);
         spec.stream = call.stream;
+        spec.connect_timeout = std::chrono::milliseconds(call.connect_ms);
+        spec.total_timeout = std::chrono::milliseconds(call.total_ms);
         // The loop thread talks to the requester directly: the stream bypasses this actor.
         auto requester = call.requester;
         auto attempt = call.attempt;
