@@ -1,4 +1,5 @@
-// tollgate_mock_upstream: an OpenAI-compatible upstream for integration tests and benchmarks.
+// tollgate_mock_upstream: an OpenAI-compatible upstream for integration tests and benchmarks
+// (and Anthropic's /v1/messages, for the anthropic provider kind).
 // Every delay is an asio timer on the connection's strand, so a few threads carry thousands
 // of slow streams. The answers themselves come from mock_upstream_logic.
 
@@ -59,6 +60,9 @@ using strand_t = server_traits::strand_t;
 
 class chat_exchange;
 
+/// Which API a chat answer speaks: OpenAI's chat completions or Anthropic's Messages.
+enum class wire_format { openai, anthropic };
+
 /// State shared by all connections: settings, recorded requests, counters and the chat
 /// answers still in flight (keyed by connection, so a closed connection cancels them).
 class mock_state {
@@ -108,6 +112,7 @@ public:
   }
 
   std::string next_completion_id() { return "chatcmpl-mock-" + std::to_string(++last_id_); }
+  std::string next_message_id() { return "msg_mock-" + std::to_string(++last_id_); }
 
   const std::vector<std::string>& models() const { return models_; }
 
@@ -154,7 +159,7 @@ private:
 class chat_exchange : public std::enable_shared_from_this<chat_exchange> {
 public:
   chat_exchange(mock_state& state, restinio::request_handle_t request, chat_request chat,
-                mock_settings settings)
+                mock_settings settings, wire_format format = wire_format::openai)
       : state_(state)
       , request_(std::move(request))
       , connection_(restinio::impl::access_req_connection(*request_))
@@ -162,9 +167,13 @@ public:
       , timer_(strand_)
       , chat_(std::move(chat))
       , settings_(std::move(settings))
-      , ids_{state.next_completion_id(), static_cast<std::int64_t>(std::time(nullptr))} {
+      , format_(format)
+      , ids_{format == wire_format::anthropic ? state.next_message_id()
+                                              : state.next_completion_id(),
+             static_cast<std::int64_t>(std::time(nullptr))} {
     if (chat_.stream)
-      events_ = chat_stream_events(chat_, settings_, ids_);
+      events_ = format_ == wire_format::anthropic ? messages_stream_events(chat_, settings_, ids_)
+                                                  : chat_stream_events(chat_, settings_, ids_);
   }
 
   void start() {
@@ -224,7 +233,10 @@ private:
     default:
       request_->create_response()
           .append_header(restinio::http_field::content_type, "application/json")
-          .set_body(chat_completion_body(chat_, settings_, ids_).dump())
+          .set_body((format_ == wire_format::anthropic
+                         ? messages_body(chat_, settings_, ids_)
+                         : chat_completion_body(chat_, settings_, ids_))
+                        .dump())
           .done();
     }
     finish(false);
@@ -326,6 +338,7 @@ private:
   asio::steady_timer timer_;
   chat_request chat_;
   mock_settings settings_;
+  wire_format format_;
   completion_ids ids_;
   stream_events events_;
   std::optional<restinio::response_builder_t<restinio::chunked_output_t>> stream_;
@@ -409,6 +422,7 @@ public:
   std::unique_ptr<router_t> make_router() {
     auto router = std::make_unique<router_t>();
     add(*router, restinio::http_method_post(), "/v1/chat/completions", &mock_service::chat);
+    add(*router, restinio::http_method_post(), "/v1/messages", &mock_service::messages);
     add(*router, restinio::http_method_post(), "/v1/embeddings", &mock_service::embeddings);
     add(*router, restinio::http_method_get(), "/v1/models", &mock_service::models);
     add(*router, restinio::http_method_get(), "/mock/requests", &mock_service::requests);
@@ -447,7 +461,8 @@ private:
   /// Records a /v1 request and works out its settings; on a bad `x-mock-*` header or an
   /// injected status fault it answers and returns nullopt.
   std::optional<mock_settings> admit(const restinio::request_handle_t& request, const json& body,
-                                     restinio::request_handling_status_t& answered) {
+                                     restinio::request_handling_status_t& answered,
+                                     wire_format format = wire_format::openai) {
     json headers = json::object();
     mock_settings settings = state_.settings();
     std::string bad_header;
@@ -462,7 +477,9 @@ private:
     });
     state_.record(std::string{request->header().path()}, std::move(headers), body);
     if (!bad_header.empty()) {
-      answered = reply_error(request, 400, bad_header);
+      answered = format == wire_format::anthropic
+                     ? reply_json(request, 400, anthropic_error_body(bad_header, 400))
+                     : reply_error(request, 400, bad_header);
       return std::nullopt;
     }
     if (settings.fault.kind == fault_kind::status) {
@@ -470,8 +487,10 @@ private:
       response.append_header(restinio::http_field::content_type, "application/json");
       if (settings.fault.value == 429)
         response.append_header(restinio::http_field::retry_after, "1");
-      answered =
-          response.set_body(error_body("mock fault", "server_error", "mock_fault").dump()).done();
+      auto fault_body = format == wire_format::anthropic
+                            ? anthropic_error_body("mock fault", settings.fault.value)
+                            : error_body("mock fault", "server_error", "mock_fault");
+      answered = response.set_body(fault_body.dump()).done();
       return std::nullopt;
     }
     return settings;
@@ -502,6 +521,29 @@ private:
       return reply_json(request, 200, chat_completion_body(chat, *settings, ids));
     }
     std::make_shared<chat_exchange>(state_, request, std::move(chat), std::move(*settings))
+        ->start();
+    return restinio::request_accepted();
+  }
+
+  /// Anthropic's Messages API, with the chat endpoint's settings and faults.
+  restinio::request_handling_status_t messages(const restinio::request_handle_t& request) {
+    auto body = parse_body(request);
+    restinio::request_handling_status_t answered{};
+    auto settings = admit(request, body.is_discarded() ? json(request->body()) : body, answered,
+                          wire_format::anthropic);
+    if (!settings)
+      return answered;
+    if (body.is_discarded())
+      return reply_json(request, 400,
+                        anthropic_error_body("the request body is not valid JSON", 400));
+    chat_request chat;
+    try {
+      chat = parse_messages_request(body);
+    } catch (const std::invalid_argument& error) {
+      return reply_json(request, 400, anthropic_error_body(error.what(), 400));
+    }
+    std::make_shared<chat_exchange>(state_, request, std::move(chat), std::move(*settings),
+                                    wire_format::anthropic)
         ->start();
     return restinio::request_accepted();
   }

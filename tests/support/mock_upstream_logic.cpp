@@ -413,6 +413,139 @@ stream_events chat_stream_events(const chat_request& request, const mock_setting
   return result;
 }
 
+chat_request parse_messages_request(const nlohmann::json& body) {
+  if (!body.is_object())
+    throw std::invalid_argument("the request body must be a JSON object");
+  chat_request request;
+  auto model = body.find("model");
+  if (model == body.end() || !model->is_string())
+    throw std::invalid_argument("model: Field required");
+  request.model = model->get<std::string>();
+  auto messages = body.find("messages");
+  if (messages == body.end() || !messages->is_array())
+    throw std::invalid_argument("messages: Field required");
+  request.max_tokens = optional_count(body, "max_tokens");
+  if (!request.max_tokens || *request.max_tokens == 0)
+    throw std::invalid_argument("max_tokens: Field required");
+  request.prompt_tokens = count_prompt_tokens(*messages);
+  if (auto system = body.find("system"); system != body.end())
+    request.prompt_tokens += count_content_tokens(*system);
+  request.stream = optional_bool(body, "stream");
+  request.include_usage = true;
+  return request;
+}
+
+nlohmann::json anthropic_error_body(std::string_view message, std::size_t status) {
+  std::string_view type = "api_error";
+  switch (status) {
+  case 400:
+    type = "invalid_request_error";
+    break;
+  case 401:
+    type = "authentication_error";
+    break;
+  case 403:
+    type = "permission_error";
+    break;
+  case 404:
+    type = "not_found_error";
+    break;
+  case 413:
+    type = "request_too_large";
+    break;
+  case 429:
+    type = "rate_limit_error";
+    break;
+  case 529:
+    type = "overloaded_error";
+    break;
+  default:
+    break;
+  }
+  return {{"type", "error"}, {"error", {{"type", type}, {"message", message}}}};
+}
+
+namespace {
+
+std::string anthropic_stop_reason(const completion_shape& shape) {
+  return shape.finish_reason == "length" ? "max_tokens" : "end_turn";
+}
+
+json anthropic_usage(std::size_t input, std::size_t output) {
+  return {{"input_tokens", input},
+          {"cache_creation_input_tokens", 0},
+          {"cache_read_input_tokens", 0},
+          {"output_tokens", output}};
+}
+
+std::string anthropic_event(const json& data) {
+  return "event: " + data["type"].get<std::string>() + "\ndata: " + data.dump() + "\n\n";
+}
+
+} // namespace
+
+nlohmann::json messages_body(const chat_request& request, const mock_settings& settings,
+                             const completion_ids& ids) {
+  auto shape = shape_completion(request, settings);
+  json body{
+      {"id", ids.id},
+      {"type", "message"},
+      {"role", "assistant"},
+      {"model", request.model},
+      {"content", json::array({{{"type", "text"}, {"text", reply_text(shape.completion_tokens)}}})},
+      {"stop_reason", anthropic_stop_reason(shape)},
+      {"stop_sequence", nullptr}};
+  if (settings.usage)
+    body["usage"] = anthropic_usage(request.prompt_tokens, shape.completion_tokens);
+  return body;
+}
+
+stream_events messages_stream_events(const chat_request& request, const mock_settings& settings,
+                                     const completion_ids& ids) {
+  auto shape = shape_completion(request, settings);
+  auto pieces = split_reply(shape.completion_tokens, settings.chunks);
+  json message{{"id", ids.id},
+               {"type", "message"},
+               {"role", "assistant"},
+               {"model", request.model},
+               {"content", json::array()},
+               {"stop_reason", nullptr},
+               {"stop_sequence", nullptr}};
+  if (settings.usage)
+    message["usage"] = anthropic_usage(request.prompt_tokens, 1);
+  std::string start =
+      anthropic_event({{"type", "message_start"}, {"message", std::move(message)}}) +
+      anthropic_event({{"type", "content_block_start"},
+                       {"index", 0},
+                       {"content_block", {{"type", "text"}, {"text", ""}}}});
+
+  stream_events result;
+  for (std::size_t piece = 0; piece < pieces.size(); ++piece) {
+    std::string event = piece == 0 ? start : std::string();
+    if (!pieces[piece].empty())
+      event += anthropic_event({{"type", "content_block_delta"},
+                                {"index", 0},
+                                {"delta", {{"type", "text_delta"}, {"text", pieces[piece]}}}});
+    result.events.push_back(std::move(event));
+  }
+  result.content_events = result.events.size();
+  json end_delta{
+      {"type", "message_delta"},
+      {"delta", {{"stop_reason", anthropic_stop_reason(shape)}, {"stop_sequence", nullptr}}}};
+  if (settings.usage)
+    end_delta["usage"] = {{"output_tokens", shape.completion_tokens}};
+  result.events.back() += anthropic_event({{"type", "content_block_stop"}, {"index", 0}}) +
+                          anthropic_event(end_delta) + anthropic_event({{"type", "message_stop"}});
+
+  if (settings.fault.kind == fault_kind::malformed_after) {
+    auto good = std::min(settings.fault.value, result.events.size());
+    result.events.resize(good);
+    result.content_events = std::min(result.content_events, good);
+    result.events.emplace_back("event: content_block_delta\ndata: {not json\n\n");
+  }
+  return result;
+}
+
 nlohmann::json embeddings_body(const nlohmann::json& body) {
   if (!body.is_object())
     throw std::invalid_argument("the request body must be a JSON object");

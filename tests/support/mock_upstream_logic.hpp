@@ -112,6 +112,28 @@ struct stream_events {
 stream_events chat_stream_events(const chat_request& request, const mock_settings& settings,
                                  const completion_ids& ids);
 
+// Anthropic's Messages API (`/v1/messages`), answered with the same settings and reply text.
+
+/// What a Messages API request asks for (max_tokens required; the top-level system prompt
+/// counts as prompt tokens; usage is always reported); throws std::invalid_argument when
+/// malformed.
+chat_request parse_messages_request(const nlohmann::json& body);
+
+/// Anthropic's error body `{"type":"error","error":{"type":..,"message":..}}`, its type the one
+/// Anthropic uses with `status` (429: rate_limit_error, 529: overloaded_error, ...).
+nlohmann::json anthropic_error_body(std::string_view message, std::size_t status);
+
+/// The non-streaming Anthropic `message` (no "usage" when settings.usage is off).
+nlohmann::json messages_body(const chat_request& request, const mock_settings& settings,
+                             const completion_ids& ids);
+
+/// Anthropic's events of one streamed answer, one reply piece per entry: message_start and
+/// content_block_start travel with the first piece, content_block_stop, message_delta and
+/// message_stop make the last entry. With malformed-after:k, the first k entries, then a
+/// `data: {not json` event, and nothing after it.
+stream_events messages_stream_events(const chat_request& request, const mock_settings& settings,
+                                     const completion_ids& ids);
+
 /// The `/v1/embeddings` answer; throws std::invalid_argument when `input` is missing or bad.
 nlohmann::json embeddings_body(const nlohmann::json& body);
 

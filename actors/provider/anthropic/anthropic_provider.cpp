@@ -1,0 +1,95 @@
+#include "actors/provider/anthropic/anthropic_provider.hpp"
+
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <memory>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/provider/anthropic/anthropic_translate.hpp"
+
+namespace tollgate {
+
+namespace {
+
+constexpr const char* api_version = "2023-06-01";
+
+} // namespace
+
+caf::behavior anthropic_provider(caf::stateful_actor<anthropic_provider_state>* self,
+                                 provider_context ctx) {
+  auto& init = self->state;
+  if (!ctx.config.api_key_env.empty())
+    if (const char* key = std::getenv(ctx.config.api_key_env.c_str()))
+      init.api_key = key;
+  init.ctx = std::move(ctx);
+  return {
+      [=](complete_atom, upstream_call& call) -> caf::result<uint64_t> {
+        auto& st = self->state;
+        if (call.path != "chat/completions")
+          return make_api_failure(schemas::invalid_request(
+              "anthropic providers serve chat completions only, not " + call.path, "model",
+              "unsupported_endpoint"));
+        std::string body;
+        std::string model;
+        try {
+          auto request = nlohmann::json::parse(call.body);
+          model = request.value("model", "");
+          body = anthropic::to_messages_request(request);
+        } catch (const std::exception& e) {
+          return make_api_failure(schemas::invalid_request(e.what()));
+        }
+        transfer_spec spec;
+        spec.url = st.ctx.config.base_url + "/messages";
+        spec.headers = {"Content-Type: application/json",
+                        call.stream ? "Accept: text/event-stream" : "Accept: application/json",
+                        std::string("anthropic-version: ") + api_version,
+                        "X-Request-Id: " + call.request_id};
+        if (!st.api_key.empty())
+          spec.headers.push_back("x-api-key: " + st.api_key);
+        spec.body = std::move(body);
+        spec.stream = call.stream;
+        spec.connect_timeout = std::chrono::milliseconds(call.connect_ms);
+        spec.total_timeout = std::chrono::milliseconds(call.total_ms);
+        // The loop thread talks to the requester directly and owns the stream's translator.
+        auto requester = call.requester;
+        auto attempt = call.attempt;
+        auto me = caf::actor_cast<caf::actor>(self);
+        std::shared_ptr<anthropic::anthropic_stream_translator> translator;
+        if (call.stream) {
+          // The requester reports a failed stream itself: the translator only records it.
+          translator = std::make_shared<anthropic::anthropic_stream_translator>(
+              model, static_cast<int64_t>(std::time(nullptr)), false);
+          std::weak_ptr<upstream_loop> loop = st.ctx.loop;
+          spec.on_data = [requester, attempt, translator, loop](uint64_t id,
+                                                                std::string_view bytes) {
+            auto translated = translator->feed(bytes);
+            if (!translated.empty())
+              caf::anon_send(requester, upstream_data_atom_v, attempt, std::move(translated));
+            // Nothing after an error counts: stop the transfer instead of reading it out.
+            if (translator->failure())
+              if (auto running = loop.lock())
+                running->cancel(id);
+          };
+        }
+        spec.on_done = [requester, attempt, me, translator, model](uint64_t id,
+                                                                   transfer_result result) {
+          anthropic::to_openai_result(result, model, translator.get());
+          caf::anon_send(me, upstream_done_atom_v, id);
+          caf::anon_send(requester, upstream_done_atom_v, attempt, std::move(result));
+        };
+        ++st.in_flight;
+        return st.ctx.loop->start(std::move(spec));
+      },
+      [=](cancel_atom, uint64_t id) { self->state.ctx.loop->cancel(id); },
+      [=](upstream_done_atom, uint64_t) { --self->state.in_flight; },
+  };
+}
+
+caf::actor spawn_anthropic_provider(caf::local_actor* parent, provider_context ctx) {
+  return parent->spawn(anthropic_provider, std::move(ctx));
+}
+
+} // namespace tollgate
