@@ -10,6 +10,7 @@
 
 #include "actors/limits/rate_limiter.hpp"
 #include "actors/provider/upstream_loop.hpp"
+#include "actors/router/model_catalog.hpp"
 #include "schemas/admin_requests.hpp"
 #include "schemas/api_error.hpp"
 #include "schemas/pricing.hpp"
@@ -83,6 +84,19 @@ struct http_reply {
 /// type ID: vectors of the types below are registered with them).
 struct db_job {
   std::function<caf::message(soci::session&)> run;
+};
+
+/// A usage report: calls, tokens and cost grouped by day, model or key.
+struct usage_query {
+  std::string user_id; ///< Empty: all users (admins only).
+  std::string group_by = "day";
+  int64_t from = 0; ///< Unix seconds, inclusive.
+  int64_t to = 0;   ///< Unix seconds, exclusive; 0: now.
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, usage_query& x) {
+    return f(x.user_id, x.group_by, x.from, x.to);
+  }
 };
 
 /// Page of a list request.
@@ -241,6 +255,9 @@ bool is_receiver_gone(const caf::error& err);
 } // namespace tollgate
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tollgate::db_job)
+// Configuration reloads stay on the node that read the file.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tollgate::model_catalog)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<tollgate::config::provider_config>)
 
 CAF_BEGIN_TYPE_ID_BLOCK(tollgate, caf::first_custom_type_id)
 
@@ -271,6 +288,7 @@ CAF_ADD_TYPE_ID(tollgate, (tollgate::admission))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::rate_headers))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::route_plan))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::route_request))
+CAF_ADD_TYPE_ID(tollgate, (tollgate::usage_query))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::call_outcome))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::schemas::model_price))
 CAF_ADD_TYPE_ID(tollgate, (tollgate::hold_request))
@@ -310,6 +328,8 @@ CAF_ADD_ATOM(tollgate, tollgate, route_atom, "route")
 CAF_ADD_ATOM(tollgate, tollgate, outcome_atom, "outcome")
 CAF_ADD_ATOM(tollgate, tollgate, providers_atom, "providers")
 CAF_ADD_ATOM(tollgate, tollgate, trip_atom, "trip")
+CAF_ADD_ATOM(tollgate, tollgate, reload_atom, "reload")
+CAF_ADD_ATOM(tollgate, tollgate, usage_report_atom, "usagerep")
 CAF_ADD_ATOM(tollgate, tollgate, timeout_atom, "timeout")
 CAF_ADD_ATOM(tollgate, tollgate, keepalive_atom, "keepalive")
 CAF_ADD_ATOM(tollgate, tollgate, models_atom, "models")

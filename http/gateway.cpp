@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <thread>
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -38,13 +39,31 @@ sigset_t block_stop_signals() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return set;
 }
 
+/// Refuses new calls and waits (up to `limit`) for the calls in flight to finish: each one
+/// ends only once its charge is durable.
+void drain(route_context& ctx, std::chrono::seconds limit) {
+  ctx.draining->store(true);
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  auto left = ctx.active_calls->load();
+  spdlog::info("draining: {} calls in flight", left);
+  while (left > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    left = ctx.active_calls->load();
+  }
+  if (left > 0)
+    spdlog::warn("drain timed out with {} calls in flight", left);
+  else
+    spdlog::info("drained; shutting down");
+}
+
 } // namespace
 
-int run_gateway(const config::gateway_config& cfg) {
+int run_gateway(const config::gateway_config& cfg, std::function<config::gateway_config()> reread) {
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
   auto signals = block_stop_signals();
 
@@ -73,10 +92,10 @@ int run_gateway(const config::gateway_config& cfg) {
   schemas::rate_limits default_limits{cfg.limits.rpm.value_or(0), cfg.limits.tpm.value_or(0),
                                       cfg.limits.rpd.value_or(0)};
   auto directory = sys.spawn(directory_actor, pool, ledger, default_limits, cfg.actors.idle);
-  auto admin = sys.spawn(admin_actor, pool, directory);
   auto loop = std::make_shared<upstream_loop>();
   auto model_router = sys.spawn(router_actor, model_catalog(cfg), cfg.routing);
   auto providers = sys.spawn(provider_supervisor, cfg.providers, loop, model_router);
+  auto admin = sys.spawn(admin_actor, pool, directory, model_router, providers, std::move(reread));
 
   auto ctx = std::make_shared<route_context>();
   ctx->system = &sys;
@@ -104,9 +123,16 @@ int run_gateway(const config::gateway_config& cfg) {
               db->is_sqlite() ? db->url().sqlite_path.c_str() : "postgresql");
   std::fflush(stdout);
 
+  // SIGHUP reloads models and prices; SIGTERM and SIGINT drain, then exit.
   int sig = 0;
-  sigwait(&signals, &sig);
-  spdlog::info("received signal {}, shutting down", sig);
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP)
+      break;
+    spdlog::info("SIGHUP: reloading the configuration");
+    caf::anon_send(admin, reload_atom_v, admin_meta{"signal", ""});
+  }
+  drain(*ctx, cfg.http.request_timeout);
   front.stop();
   for (auto& a : {admin, directory, ledger, model_router, providers})
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);

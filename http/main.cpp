@@ -15,7 +15,9 @@ int main(int argc, char** argv) {
       std::printf("tollgate %s\n", std::string(config::version()).c_str());
       return 0;
     }
-    return http::run_gateway(cmd.config);
+    return http::run_gateway(cmd.config, [argc, argv] {
+      return config::load_config(argc, argv, config::environment()).config;
+    });
   } catch (const config::config_error& e) {
     std::fprintf(stderr, "tollgate: %s\n", e.what());
     return 2;

@@ -48,7 +48,7 @@ nlohmann::json models_for_key(const schemas::key_record& key, const std::string&
 
 caf::behavior me_request(caf::stateful_actor<me_request_state>* self, request_handle req,
                          consumer_call call, account_view what, caf::actor directory,
-                         caf::actor router) {
+                         caf::actor router, caf::actor admin, usage_query usage) {
   auto fail = [=](const schemas::api_error& err) {
     send_error(req, err, call.request_id);
     self->quit();
@@ -56,6 +56,19 @@ caf::behavior me_request(caf::stateful_actor<me_request_state>* self, request_ha
   authenticate(
       self, directory, call.key_hash, call.client_ip,
       [=](key_grant grant) {
+        if (what == account_view::usage) {
+          // A key sees its own user's usage, never another's.
+          auto q = usage;
+          q.user_id = grant.key.user_id;
+          self->request(admin, actor_timeout, usage_report_atom_v, std::move(q))
+              .then(
+                  [=](http_reply& r) {
+                    send_json(req, r.status, std::move(r.body), call.request_id);
+                    self->quit();
+                  },
+                  [=](caf::error& err) { fail(api_failure_of(err)); });
+          return;
+        }
         if (what == account_view::models) {
           self->request(router, actor_timeout, models_atom_v)
               .then(

@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/messages.hpp"
 #include "http/responses.hpp"
 
 namespace tollgate::http {
@@ -19,6 +20,7 @@ struct consumer_call {
 enum class account_view {
   me,     ///< GET /v1/me
   models, ///< GET /v1/models
+  usage,  ///< GET /v1/usage
 };
 
 struct me_request_state {
@@ -29,6 +31,6 @@ struct me_request_state {
 /// (the models the key may use, with prices): authenticate, then answer.
 caf::behavior me_request(caf::stateful_actor<me_request_state>* self, request_handle req,
                          consumer_call call, account_view view, caf::actor directory,
-                         caf::actor router);
+                         caf::actor router, caf::actor admin, usage_query usage);
 
 } // namespace tollgate::http

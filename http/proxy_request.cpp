@@ -558,6 +558,7 @@ void admit(self_ptr self, const ctx_ptr& ctx, int attempts) {
 caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, request_handle req,
                             proxy_call call, proxy_actors actors) {
   auto ctx = std::make_shared<context>(context{std::move(req), std::move(call), std::move(actors)});
+  self->state.counted = std::make_unique<active_call>(ctx->actors.active_calls);
   admit(self, ctx, 2);
   return {
       [=](upstream_data_atom, uint64_t attempt, std::string& bytes) {

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -41,6 +43,20 @@ struct proxy_actors {
   caf::actor directory;
   caf::actor router;
   config::routing_config routing;
+  std::shared_ptr<std::atomic<int64_t>> active_calls; ///< Counts this call while it lives.
+};
+
+/// Counts a call in flight for as long as its actor's state lives, however it ends.
+struct active_call {
+  explicit active_call(std::shared_ptr<std::atomic<int64_t>> n)
+      : count(std::move(n)) {}
+  active_call(const active_call&) = delete;
+  active_call& operator=(const active_call&) = delete;
+  ~active_call() {
+    if (count)
+      --*count;
+  }
+  std::shared_ptr<std::atomic<int64_t>> count;
 };
 
 struct proxy_request_state {
@@ -52,6 +68,7 @@ struct proxy_request_state {
   using chunked_response = restinio::response_builder_t<restinio::chunked_output_t>;
 
   phase step = phase::admitting;
+  std::unique_ptr<active_call> counted;
   admission admitted;
   route_plan route; ///< The current attempt's deployment.
   hold_grant hold;

@@ -1,8 +1,11 @@
 #include "http/routes.hpp"
 
 #include <charconv>
+#include <csignal>
 #include <functional>
 #include <map>
+#include <optional>
+#include <unistd.h>
 #include <vector>
 
 #include "actors/messages.hpp"
@@ -135,13 +138,43 @@ struct route {
   handler handle;
 };
 
+/// ?group_by=day|model|key&from=&to=&user= for usage reports.
+schemas::result<usage_query> usage_query_of(const call& c) {
+  auto qp = restinio::parse_query(c.req->header().query());
+  usage_query q;
+  if (qp.has("group_by")) {
+    q.group_by = std::string(qp["group_by"]);
+    if (q.group_by != "day" && q.group_by != "model" && q.group_by != "key")
+      return schemas::invalid_request("'group_by' must be day, model or key", "group_by");
+  }
+  if (qp.has("user"))
+    q.user_id = std::string(qp["user"]);
+  auto from = query_int(qp, "from", 0, 0, INT64_MAX);
+  if (!from)
+    return from.error();
+  auto to = query_int(qp, "to", 0, 0, INT64_MAX);
+  if (!to)
+    return to.error();
+  q.from = *from;
+  q.to = *to;
+  return q;
+}
+
 consumer_call consumer_of(const call& c) {
   return {c.request_id, schemas::sha256_hex(bearer_token(c.req)),
           c.req->remote_endpoint().address().to_string()};
 }
 
 status to_account(const ctx_ptr& ctx, const call& c, account_view view) {
-  ctx->system->spawn(me_request, c.req, consumer_of(c), view, ctx->directory, ctx->router);
+  std::optional<usage_query> usage;
+  if (view == account_view::usage) {
+    auto q = usage_query_of(c);
+    if (!q)
+      return reject(c, q.error());
+    usage = std::move(*q);
+  }
+  ctx->system->spawn(me_request, c.req, consumer_of(c), view, ctx->directory, ctx->router,
+                     ctx->admin, usage.value_or(usage_query{}));
   return restinio::request_accepted();
 }
 
@@ -173,8 +206,9 @@ proxy_call proxy_call_of(const call& c, std::string path, nlohmann::json body, s
 }
 
 status to_proxy(const ctx_ptr& ctx, const call& c, proxy_call pc) {
+  ++*ctx->active_calls;
   ctx->system->spawn(proxy_request, c.req, std::move(pc),
-                     proxy_actors{ctx->directory, ctx->router, ctx->routing});
+                     proxy_actors{ctx->directory, ctx->router, ctx->routing, ctx->active_calls});
   return restinio::request_accepted();
 }
 
@@ -207,7 +241,47 @@ std::vector<route> routes() {
          return request_accepted();
        }},
       {http_method_get(), "/ready", auth::none,
-       [](const ctx_ptr& ctx, const call& c) { return to_admin(ctx, c, ready_atom_v); }},
+       [](const ctx_ptr& ctx, const call& c) {
+         if (ctx->draining->load())
+           return reject(c, schemas::unavailable("this node is draining", "draining"));
+         return to_admin(ctx, c, ready_atom_v);
+       }},
+      {http_method_get(), "/v1/usage", auth::consumer,
+       [](const ctx_ptr& ctx, const call& c) { return to_account(ctx, c, account_view::usage); }},
+      {http_method_get(), "/admin/usage", auth::admin,
+       [](const ctx_ptr& ctx, const call& c) {
+         auto q = usage_query_of(c);
+         return q ? to_admin(ctx, c, usage_report_atom_v, std::move(*q)) : reject(c, q.error());
+       }},
+      {http_method_get(), "/admin/providers", auth::admin,
+       [](const ctx_ptr& ctx, const call& c) { return to_admin(ctx, c, providers_atom_v); }},
+      {http_method_post(), "/admin/providers/:name/trip", auth::admin,
+       [](const ctx_ptr& ctx, const call& c) {
+         return to_admin(ctx, c, trip_atom_v, param(c, "name"), meta_of(c));
+       }},
+      {http_method_post(), "/admin/providers/:name/reset", auth::admin,
+       [](const ctx_ptr& ctx, const call& c) {
+         return to_admin(ctx, c, caf::reset_atom_v, param(c, "name"), meta_of(c));
+       }},
+      {http_method_post(), "/admin/providers/:name/restart", auth::admin,
+       [](const ctx_ptr& ctx, const call& c) {
+         return to_admin(ctx, c, caf::delete_atom_v, param(c, "name"), meta_of(c));
+       }},
+      {http_method_post(), "/admin/control/reload", auth::admin,
+       [](const ctx_ptr& ctx, const call& c) {
+         return to_admin(ctx, c, reload_atom_v, meta_of(c));
+       }},
+      {http_method_post(), "/admin/control/drain", auth::admin,
+       [](const ctx_ptr& ctx, const call& c) {
+         // The main thread drains on SIGTERM: finish the calls in flight, then exit 0.
+         ctx->draining->store(true);
+         send_json(
+             c.req, 202,
+             nlohmann::json{{"draining", true}, {"in_flight", ctx->active_calls->load()}}.dump(),
+             c.request_id);
+         ::kill(::getpid(), SIGTERM);
+         return request_accepted();
+       }},
       {http_method_get(), "/v1/me", auth::consumer,
        [](const ctx_ptr& ctx, const call& c) { return to_account(ctx, c, account_view::me); }},
       {http_method_get(), "/v1/models", auth::consumer,
@@ -299,6 +373,9 @@ status dispatch(const ctx_ptr& ctx, const route& r, request_handle req, params r
   call c{std::move(req), std::move(request_id), std::move(route_params)};
   if (auto err = check_body(c.req, ctx->max_body_bytes))
     return reject(c, *err);
+  if (r.needs == auth::consumer && ctx->draining->load())
+    return reject(c,
+                  schemas::unavailable("this node is draining; retry on another node", "draining"));
   if (r.needs == auth::admin) {
     auto token = bearer_token(c.req);
     if (token.empty())

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,10 @@ struct route_context {
   std::string admin_key_hash;
   std::size_t max_body_bytes = 4 << 20;
   config::routing_config routing;
+  /// Set once a drain begins: new calls are refused, calls in flight finish.
+  std::shared_ptr<std::atomic<bool>> draining = std::make_shared<std::atomic<bool>>(false);
+  /// Metered calls in flight (each one's hold is still open).
+  std::shared_ptr<std::atomic<int64_t>> active_calls = std::make_shared<std::atomic<int64_t>>(0);
 };
 
 /// The gateway's endpoints, with JSON 404/405 answers for everything else.

@@ -85,13 +85,151 @@ http_reply credit_reply(const storage::ledger_result& result, const schemas::cre
                                           "ledger_unavailable"));
 }
 
+/// Writes the audit row of an action that changed no stored entity, then answers `reply`.
+void audited(self_ptr self, caf::response_promise promise, const admin_meta& meta,
+             std::string action, std::string target, http_reply reply) {
+  run_db(self, self->state.db,
+         [=](soci::session& sql) {
+           audit(sql, meta, action, target, {}, reply.body);
+           return caf::make_message(reply);
+         })
+      .then([=](http_reply& r) mutable { promise.deliver(std::move(r)); },
+            [=](caf::error& err) mutable { promise.deliver(error_reply(api_failure_of(err))); });
+}
+
+/// Trips or resets a provider's breakers at the router, audited.
+template <class Atom>
+caf::response_promise breaker_control(self_ptr self, Atom atom, const std::string& provider,
+                                      const admin_meta& meta, const char* action) {
+  auto promise = self->make_response_promise();
+  self->request(self->state.router, caf::infinite, atom, provider)
+      .then(
+          [=](http_reply& r) mutable {
+            if (r.status != 200) {
+              promise.deliver(std::move(r));
+              return;
+            }
+            audited(self, promise, meta, action, provider, std::move(r));
+          },
+          [=](caf::error& err) mutable { promise.deliver(error_reply(api_failure_of(err))); });
+  return promise;
+}
+
+/// Calls, tokens and cost grouped by day, model or key; totals equal the user's charges.
+json usage_report(soci::session& sql, const usage_query& q, int64_t to) {
+  std::string group = q.group_by == "model" ? "model"
+                      : q.group_by == "key" ? "key_id"
+                                            : "(created_at / 86400) * 86400";
+  std::string where = "created_at >= :f AND created_at < :t";
+  if (!q.user_id.empty())
+    where += " AND user_id = :u";
+  std::string text = "SELECT " + group +
+                     ", COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost) "
+                     "FROM usage_records WHERE " +
+                     where + " GROUP BY 1 ORDER BY 1";
+  std::string bucket;
+  long long calls = 0, prompt = 0, completion = 0, cost = 0;
+  soci::statement st(sql);
+  st.exchange(soci::into(bucket));
+  st.exchange(soci::into(calls));
+  st.exchange(soci::into(prompt));
+  st.exchange(soci::into(completion));
+  st.exchange(soci::into(cost));
+  st.exchange(soci::use(q.from));
+  st.exchange(soci::use(to));
+  if (!q.user_id.empty())
+    st.exchange(soci::use(q.user_id));
+  st.alloc();
+  st.prepare(text);
+  st.define_and_bind();
+  st.execute(false);
+  json data = json::array();
+  json total{{"calls", 0}, {"prompt_tokens", 0}, {"completion_tokens", 0}, {"cost", 0}};
+  while (st.fetch()) {
+    json row{{q.group_by == "model" ? "model"
+              : q.group_by == "key" ? "key_id"
+                                    : "day",
+              q.group_by == "day" || q.group_by.empty() ? json(std::stoll(bucket)) : json(bucket)},
+             {"calls", calls},
+             {"prompt_tokens", prompt},
+             {"completion_tokens", completion},
+             {"cost", cost}};
+    for (const char* f : {"calls", "prompt_tokens", "completion_tokens", "cost"})
+      total[f] = total[f].get<int64_t>() + row[f].get<int64_t>();
+    data.push_back(std::move(row));
+  }
+  return {{"object", "usage_report"}, {"group_by", q.group_by},   {"from", q.from}, {"to", to},
+          {"data", std::move(data)},  {"total", std::move(total)}};
+}
+
 } // namespace
 
-caf::behavior admin_actor(caf::stateful_actor<admin_state>* self, db_pool db,
-                          caf::actor directory) {
+caf::behavior admin_actor(caf::stateful_actor<admin_state>* self, db_pool db, caf::actor directory,
+                          caf::actor router, caf::actor providers, config_reader read_config) {
   self->state.db = std::move(db);
   self->state.directory = std::move(directory);
+  self->state.router = std::move(router);
+  self->state.providers = std::move(providers);
+  self->state.read_config = std::move(read_config);
   return {
+      [=](providers_atom) {
+        return self->make_response_promise().delegate(self->state.router, providers_atom_v);
+      },
+      [=](trip_atom, const std::string& provider, admin_meta& meta) {
+        return breaker_control(self, trip_atom_v, provider, meta, "provider.trip");
+      },
+      [=](caf::reset_atom, const std::string& provider, admin_meta& meta) {
+        return breaker_control(self, caf::reset_atom_v, provider, meta, "provider.reset");
+      },
+      [=](caf::delete_atom, const std::string& provider, admin_meta& meta) {
+        auto promise = self->make_response_promise();
+        self->request(self->state.providers, caf::infinite, caf::delete_atom_v, provider)
+            .then(
+                [=](bool restarted) mutable {
+                  if (!restarted) {
+                    promise.deliver(
+                        error_reply(schemas::not_found("no running provider '" + provider + "'")));
+                    return;
+                  }
+                  audited(self, promise, meta, "provider.restart", provider,
+                          http_reply{202, json{{"provider", provider}, {"restarting", true}}.dump(),
+                                     false});
+                },
+                [=](caf::error& err) mutable {
+                  promise.deliver(error_reply(api_failure_of(err)));
+                });
+        return promise;
+      },
+      [=](reload_atom, admin_meta& meta) {
+        auto promise = self->make_response_promise();
+        config::gateway_config cfg;
+        try {
+          cfg = self->state.read_config();
+        } catch (const std::exception& e) {
+          promise.deliver(error_reply(schemas::invalid_request(
+              std::string("the configuration cannot be reloaded: ") + e.what(), {},
+              "invalid_config")));
+          return promise;
+        }
+        self->send(self->state.providers, reload_atom_v, cfg.providers);
+        self->request(self->state.router, caf::infinite, reload_atom_v, model_catalog(cfg))
+            .then(
+                [=](int64_t models) mutable {
+                  audited(
+                      self, promise, meta, "config.reload", cfg.source,
+                      http_reply{200, json{{"reloaded", true}, {"models", models}}.dump(), false});
+                },
+                [=](caf::error& err) mutable {
+                  promise.deliver(error_reply(api_failure_of(err)));
+                });
+        return promise;
+      },
+      [=](usage_report_atom, usage_query& q) {
+        return answer_from_db(self, [q](soci::session& sql) {
+          auto to = q.to > 0 ? q.to : storage::unix_now() + 1;
+          return reply(200, usage_report(sql, q, to));
+        });
+      },
       [=](create_atom, schemas::new_user& req, admin_meta& meta) {
         return answer_from_db(self, [req, meta](soci::session& sql) {
           storage::users_repository users(sql);

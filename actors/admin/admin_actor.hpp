@@ -1,5 +1,7 @@
 #pragma once
 
+#include <functional>
+
 #include <caf/all.hpp>
 
 #include "actors/messages.hpp"
@@ -7,15 +9,22 @@
 
 namespace tollgate {
 
+/// Re-reads the configuration (file, environment, flags) for a reload; throws config_error.
+using config_reader = std::function<config::gateway_config()>;
+
 struct admin_state {
   static inline constexpr const char* name = "admin";
   db_pool db;
   caf::actor directory;
+  caf::actor router;
+  caf::actor providers; ///< The provider supervisor.
+  config_reader read_config;
 };
 
 /// Per node: turns admin endpoint calls into storage work and control messages to the
 /// actors that own the state; every change is audited in the transaction that makes it.
 /// Each handler answers a finished http_reply.
-caf::behavior admin_actor(caf::stateful_actor<admin_state>* self, db_pool db, caf::actor directory);
+caf::behavior admin_actor(caf::stateful_actor<admin_state>* self, db_pool db, caf::actor directory,
+                          caf::actor router, caf::actor providers, config_reader read_config);
 
 } // namespace tollgate

@@ -40,7 +40,7 @@ caf::behavior provider_supervisor(caf::stateful_actor<provider_supervisor_state>
   providers.push_back(test_echo);
   for (auto& p : providers) {
     auto name = p.name;
-    st.children[name] = {provider_context{std::move(p), loop}, {}, {}, {}};
+    st.children[name] = provider_supervisor_state::child{provider_context{std::move(p), loop}};
     start_child(self, name);
   }
   self->set_down_handler([=](caf::down_msg& msg) {
@@ -67,6 +67,24 @@ caf::behavior provider_supervisor(caf::stateful_actor<provider_supervisor_state>
       [=](restart_atom, const std::string& name) {
         if (self->state.children.count(name) > 0)
           start_child(self, name);
+      },
+      // An admin's forced restart: the provider is killed and comes back as after a crash.
+      [=](caf::delete_atom, const std::string& name) -> bool {
+        auto it = self->state.children.find(name);
+        if (it == self->state.children.end() || !it->second.handle)
+          return false;
+        self->send_exit(it->second.handle, caf::exit_reason::kill);
+        return true;
+      },
+      // A reloaded configuration: providers not running yet are started.
+      [=](reload_atom, const std::vector<config::provider_config>& reloaded) {
+        for (const auto& p : reloaded) {
+          if (self->state.children.count(p.name) > 0)
+            continue;
+          self->state.children[p.name] =
+              provider_supervisor_state::child{provider_context{p, loop}};
+          start_child(self, p.name);
+        }
       },
   };
 }

@@ -186,6 +186,12 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, model_catalo
         self->state.providers[name] = std::move(provider);
       },
       [=](route_atom, const route_request& req) { return route(self, req); },
+      // New models and prices; calls in flight keep the plan they were given, and deployments
+      // that stay keep their breakers and load.
+      [=](reload_atom, model_catalog& reloaded) {
+        self->state.catalog = std::move(reloaded);
+        return static_cast<int64_t>(self->state.catalog.models().size());
+      },
       [=](outcome_atom, const call_outcome& o) {
         auto& st = self->state;
         st.in_flight = std::max<int64_t>(st.in_flight - 1, 0);
