@@ -40,7 +40,7 @@ caf::behavior provider_supervisor(caf::stateful_actor<provider_supervisor_state>
   providers.push_back(test_echo);
   for (auto& p : providers) {
     auto name = p.name;
-    st.children[name] = provider_supervisor_state::child{provider_context{std::move(p), loop}};
+    st.children[name] = provider_supervisor_state::child(provider_context{std::move(p), loop});
     start_child(self, name);
   }
   self->set_down_handler([=](caf::down_msg& msg) {
@@ -82,7 +82,7 @@ caf::behavior provider_supervisor(caf::stateful_actor<provider_supervisor_state>
           if (self->state.children.count(p.name) > 0)
             continue;
           self->state.children[p.name] =
-              provider_supervisor_state::child{provider_context{p, loop}};
+              provider_supervisor_state::child(provider_context{p, loop});
           start_child(self, p.name);
         }
       },

@@ -17,6 +17,10 @@ struct provider_supervisor_state {
   static inline constexpr const char* name = "provider_supervisor";
 
   struct child {
+    child() = default;
+    explicit child(provider_context c)
+        : ctx(std::move(c)) {}
+
     provider_context ctx;
     caf::actor handle;
     std::chrono::milliseconds backoff{100};
