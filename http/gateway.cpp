@@ -15,6 +15,7 @@
 #include "actors/provider/provider_supervisor.hpp"
 #include "actors/router/router_actor.hpp"
 #include "actors/storage/db_worker.hpp"
+#include "http/json_log.hpp"
 #include "http/server.hpp"
 #include "storage/admin_key.hpp"
 #include "storage/database.hpp"
@@ -65,6 +66,7 @@ void drain(route_context& ctx, std::chrono::seconds limit) {
 
 int run_gateway(const config::gateway_config& cfg, std::function<config::gateway_config()> reread) {
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  use_json_logs();
   auto signals = block_stop_signals();
 
   auto db = std::make_shared<const storage::database>(config::parse_database_url(cfg.database));

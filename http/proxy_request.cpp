@@ -135,13 +135,27 @@ void end_request(self_ptr self) {
 
 void fail(self_ptr self, const ctx_ptr& ctx, const schemas::api_error& err) {
   auto headers = rate_header_list(self->state.admitted.headers);
-  send_error(ctx->req, err, ctx->call.request_id, headers);
+  headers.emplace_back("x-tollgate-request-id", ctx->call.request_id);
+  send_error(ctx->req, err, ctx->call.echo_id, headers);
   end_request(self);
 }
 
 /// Tokens, credits and timings of a finished call.
 void record_call(const proxy_request_state& st, const ctx_ptr& ctx, const std::string& model,
-                 int64_t prompt, int64_t completion, int64_t charged) {
+                 int64_t prompt, int64_t completion, int64_t charged, const std::string& status) {
+  if (spdlog::should_log(spdlog::level::info))
+    spdlog::info(json{{"msg", "call"},
+                      {"request_id", ctx->call.request_id},
+                      {"key_id", st.admitted.key.id},
+                      {"model", model},
+                      {"deployment", st.route.deployment},
+                      {"status", status},
+                      {"attempts", st.attempt},
+                      {"prompt_tokens", prompt},
+                      {"completion_tokens", completion},
+                      {"cost", charged},
+                      {"latency_ms", ms_since(ctx->call.received)}}
+                     .dump());
   using seconds = std::chrono::duration<double>;
   auto& m = gateway_metrics::global();
   auto now = std::chrono::steady_clock::now();
@@ -192,6 +206,7 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
                                           *st.first_token_at - call.received)
                                           .count()
                                     : 0;
+  auto usage_status = status;
   usage.status = std::move(status);
   usage.attempts = static_cast<int64_t>(st.attempt);
   usage.attempt_log = st.attempt_log;
@@ -204,11 +219,15 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
                 settlement{call.request_id, cost, std::move(usage)})
       .then(
           [=](storage::ledger_result& result) mutable {
-            record_call(self->state, ctx, model, prompt, completion, -result.entry.amount);
+            record_call(self->state, ctx, model, prompt, completion, -result.entry.amount,
+                        usage_status);
             then(std::move(result));
           },
           [=](caf::error& err) mutable {
-            spdlog::error("{}: settling failed: {}", ctx->call.request_id, to_string(err));
+            spdlog::error(json{{"msg", "settling failed"},
+                               {"request_id", ctx->call.request_id},
+                               {"error", to_string(err)}}
+                              .dump());
             then(storage::ledger_result{storage::apply_status::failed, {}, to_string(err)});
           });
 }
@@ -232,7 +251,8 @@ void open_stream(self_ptr self, const ctx_ptr& ctx) {
   st.response.emplace(ctx->req->create_response<restinio::chunked_output_t>());
   st.response->append_header(restinio::http_field::content_type, "text/event-stream");
   st.response->append_header(restinio::http_field::cache_control, "no-cache");
-  st.response->append_header("x-request-id", ctx->call.request_id);
+  st.response->append_header("x-request-id", ctx->call.echo_id);
+  st.response->append_header("x-tollgate-request-id", ctx->call.request_id);
   for (auto& [name, value] : rate_header_list(st.admitted.headers))
     st.response->append_header(name, value);
   st.last_write = std::chrono::steady_clock::now();
@@ -407,9 +427,10 @@ void finish_buffered(self_ptr self, const ctx_ptr& ctx, transfer_result result) 
       st.counted_completion_bytes += generated_bytes(c);
   settle(self, ctx, "ok", [=, body = std::move(result.body)](storage::ledger_result r) mutable {
     auto headers = rate_header_list(self->state.admitted.headers);
+    headers.emplace_back("x-tollgate-request-id", ctx->call.request_id);
     if (r.status == storage::apply_status::committed)
       headers.emplace_back("x-tollgate-cost", std::to_string(-r.entry.amount));
-    send_json(ctx->req, 200, std::move(body), ctx->call.request_id, headers);
+    send_json(ctx->req, 200, std::move(body), ctx->call.echo_id, headers);
     end_request(self);
   });
 }

@@ -18,7 +18,11 @@ namespace tollgate::http {
 
 /// A metered call to an upstream model, as the RESTinio thread parsed and validated it.
 struct proxy_call {
+  /// The gateway's own id of the call: keys its hold, charge and usage record, so a caller
+  /// can never make two calls share one.
   std::string request_id;
+  /// What the answers carry as x-request-id: the caller's own id if it sent one.
+  std::string echo_id;
   std::string key_hash;
   std::string client_ip;
   std::string path; ///< Upstream path: "chat/completions" or "embeddings".

@@ -182,7 +182,10 @@ proxy_call proxy_call_of(const call& c, std::string path, nlohmann::json body, s
                          int64_t prompt_tokens) {
   auto who = consumer_of(c);
   proxy_call pc;
-  pc.request_id = std::move(who.request_id);
+  // A caller's x-request-id is echoed, but never keys money: the call gets its own id.
+  pc.echo_id = who.request_id;
+  pc.request_id = c.req->header().has_field("x-request-id") ? schemas::random_id("req")
+                                                            : std::move(who.request_id);
   pc.key_hash = std::move(who.key_hash);
   pc.client_ip = std::move(who.client_ip);
   pc.path = std::move(path);
