@@ -18,6 +18,9 @@ if (($# > 1)); then
 fi
 
 if command -v ccache >/dev/null 2>&1; then
+  # Paths under the checkout are hashed relative to it, so that another clone of the repo
+  # (CI's fresh checkout) hits the same cache entries.
+  export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
   # Cache stays in ccache's default dir (~/.cache/ccache) unless CCACHE_DIR is set.
   if [[ "$(ccache --get-config max_size 2>/dev/null || true)" != "2.0G" ]]; then
     ccache -M 2G >/dev/null
