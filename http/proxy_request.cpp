@@ -232,6 +232,14 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
           });
 }
 
+/// Stops the current attempt's upstream transfer (through the router, which knows the
+/// provider's current actor even after a restart).
+void cancel_transfer(self_ptr self, const ctx_ptr& ctx) {
+  auto& st = self->state;
+  if (st.transfer_known)
+    self->send(ctx->actors.router, cancel_atom_v, st.route.provider, st.transfer_id);
+}
+
 /// Writes one piece of the stream; a failed write means the client left.
 void write_chunk(self_ptr self, std::string bytes) {
   auto& st = self->state;
@@ -273,7 +281,7 @@ void on_event(self_ptr self, const ctx_ptr& ctx, const schemas::sse_event& event
   if (!doc.is_object()) {
     st.stream_error = "the upstream sent a malformed event";
     if (st.transfer_known)
-      self->send(st.route.provider_actor, cancel_atom_v, st.transfer_id);
+      cancel_transfer(self, ctx);
     return;
   }
   bool usage_only = false;
@@ -479,7 +487,7 @@ void call_upstream(self_ptr self, const ctx_ptr& ctx) {
             now.transfer_known = true;
             // The caller left while the call was being placed.
             if (now.client_gone)
-              self->send(now.route.provider_actor, cancel_atom_v, id);
+              cancel_transfer(self, ctx);
           },
           [=](caf::error& err) {
             if (self->state.attempt != attempt)
@@ -630,7 +638,7 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
         }
         // Stop the silent upstream; its end arrives as the next attempt's stale news.
         if (st.transfer_known)
-          self->send(st.route.provider_actor, cancel_atom_v, st.transfer_id);
+          cancel_transfer(self, ctx);
         transfer_result timed_out;
         timed_out.curl_code = 28; // CURLE_OPERATION_TIMEDOUT
         timed_out.error = which == "idle" ? "no data from the upstream within the idle timeout"
@@ -658,7 +666,7 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
         // when the cancelled transfer reports its end.
         st.client_gone = true;
         if (st.step == phase::calling && st.transfer_known)
-          self->send(st.route.provider_actor, cancel_atom_v, st.transfer_id);
+          cancel_transfer(self, ctx);
       },
   };
 }

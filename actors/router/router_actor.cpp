@@ -186,6 +186,12 @@ caf::behavior router_actor(caf::stateful_actor<router_state>* self, model_catalo
         self->state.providers[name] = std::move(provider);
       },
       [=](route_atom, const route_request& req) { return route(self, req); },
+      // Cancellations go to the provider's current actor: one restarted meanwhile shares the
+      // node's upstream loop, where the transfer still runs.
+      [=](cancel_atom, const std::string& provider, uint64_t transfer_id) {
+        if (auto it = self->state.providers.find(provider); it != self->state.providers.end())
+          self->send(it->second, cancel_atom_v, transfer_id);
+      },
       // New models and prices; calls in flight keep the plan they were given, and deployments
       // that stay keep their breakers and load.
       [=](reload_atom, model_catalog& reloaded) {

@@ -397,3 +397,320 @@ abandoned_stream read_stream_then_leave(const std::string& base_url, const std::
 }
 
 } // namespace tollgate::test::integration
+
+#include <cmath>
+#include <cstdlib>
+#include <set>
+#include <sstream>
+
+#include "tests/support/ports.hpp"
+
+namespace tollgate::test::integration {
+
+nlohmann::json failover_config(const std::string& a_url, const std::string& b_url,
+                               const nlohmann::json& a_extra, const nlohmann::json& b_extra) {
+  using nlohmann::json;
+  json a{{"provider", "mock-a"}, {"model", "mock-1"}, {"priority", 1}};
+  json b{{"provider", "mock-b"}, {"model", "mock-1"}, {"priority", 2}};
+  a.update(a_extra);
+  b.update(b_extra);
+  return {
+      {"providers", json::array({{{"name", "mock-a"}, {"kind", "openai"}, {"base_url", a_url}},
+                                 {{"name", "mock-b"}, {"kind", "openai"}, {"base_url", b_url}}})},
+      {"models", json::array({{{"name", "gpt-mock"},
+                               {"strategy", "priority"},
+                               {"deployments", json::array({a, b})},
+                               {"input_price", 1'000'000},
+                               {"output_price", 2'000'000}}})},
+      {"routing", {{"max_attempts", 3}, {"backoff_ms", 10}, {"max_backoff_ms", 50}}}};
+}
+
+std::string closed_port_url() {
+  return "http://127.0.0.1:" + std::to_string(free_loopback_port()) + "/v1";
+}
+
+nlohmann::json provider_status(const test_gateway& gw, const std::string& deployment) {
+  auto response = gw.admin().get("/admin/providers");
+  BOOST_TEST_REQUIRE(response.status == 200, "GET /admin/providers: " << response.body);
+  auto doc = response.json();
+  for (const auto& entry : doc.value("data", nlohmann::json::array()))
+    if (entry.value("deployment", "") == deployment)
+      return entry;
+  BOOST_TEST_REQUIRE(false,
+                     "GET /admin/providers does not list " << deployment << ": " << response.body);
+  return {};
+}
+
+std::optional<attempt_record> attempts_of(soci::session& sql, const std::string& request_id) {
+  attempt_record r;
+  long long attempts = 0;
+  sql << "SELECT attempts, attempt_log FROM usage_records WHERE request_id = :r",
+      soci::use(request_id), soci::into(attempts), soci::into(r.log);
+  if (!sql.got_data())
+    return std::nullopt;
+  r.attempts = attempts;
+  return r;
+}
+
+stream_summary summarize_stream(const std::string& body) {
+  stream_summary out;
+  for (auto pos = body.find(": keep-alive\n\n"); pos != std::string::npos;
+       pos = body.find(": keep-alive\n\n", pos + 1))
+    ++out.keepalives;
+  for (const auto& data : sse_data(body)) {
+    if (data == "[DONE]") {
+      out.done = true;
+      continue;
+    }
+    auto event = nlohmann::json::parse(data, nullptr, false);
+    if (!event.is_object()) {
+      out.bad_events.push_back(data);
+      continue;
+    }
+    if (event.contains("error")) {
+      out.error = event["error"];
+      continue;
+    }
+    for (const auto& choice : event.value("choices", nlohmann::json::array()))
+      if (choice.contains("delta") && choice["delta"].contains("content") &&
+          choice["delta"]["content"].is_string()) {
+        out.text += choice["delta"]["content"].get<std::string>();
+        ++out.content_events;
+      }
+  }
+  return out;
+}
+
+namespace {
+
+bool is_metric_name(const std::string& name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0])))
+    return false;
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == ':'))
+      return false;
+  return true;
+}
+
+bool is_label_name(const std::string& name) {
+  return is_metric_name(name) && name.find(':') == std::string::npos;
+}
+
+/// A sample value: a float, +Inf, -Inf or NaN.
+std::optional<double> sample_value(const std::string& text) {
+  if (text == "+Inf" || text == "Inf")
+    return HUGE_VAL;
+  if (text == "-Inf")
+    return -HUGE_VAL;
+  if (text == "NaN")
+    return std::nan("");
+  if (text.empty())
+    return std::nullopt;
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size())
+    return std::nullopt;
+  return v;
+}
+
+/// Reads `{name="value",...}` from `line` at `pos` (just after the `{`); false if malformed.
+bool read_labels(const std::string& line, std::size_t& pos,
+                 std::map<std::string, std::string>& labels) {
+  while (pos < line.size() && line[pos] != '}') {
+    auto eq = line.find('=', pos);
+    if (eq == std::string::npos)
+      return false;
+    auto name = line.substr(pos, eq - pos);
+    if (!is_label_name(name) || labels.count(name) > 0 || eq + 1 >= line.size() ||
+        line[eq + 1] != '"')
+      return false;
+    pos = eq + 2;
+    std::string value;
+    bool closed = false;
+    while (pos < line.size()) {
+      char c = line[pos++];
+      if (c == '"') {
+        closed = true;
+        break;
+      }
+      if (c == '\\') {
+        if (pos >= line.size())
+          return false;
+        char e = line[pos++];
+        if (e == 'n')
+          value += '\n';
+        else if (e == '\\' || e == '"')
+          value += e;
+        else
+          return false;
+        continue;
+      }
+      value += c;
+    }
+    if (!closed)
+      return false;
+    labels[name] = value;
+    if (pos < line.size() && line[pos] == ',')
+      ++pos;
+  }
+  if (pos >= line.size())
+    return false;
+  ++pos; // the '}'
+  return true;
+}
+
+/// The family a sample belongs to: its own name, or a histogram's or summary's base name.
+std::string family_of(const prometheus_text& text, const std::string& name) {
+  if (text.types.count(name) > 0)
+    return name;
+  for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+    std::string s = suffix;
+    if (name.size() > s.size() && name.ends_with(s)) {
+      auto base = name.substr(0, name.size() - s.size());
+      auto it = text.types.find(base);
+      if (it != text.types.end() && (it->second == "histogram" || it->second == "summary") &&
+          (s != "_bucket" || it->second == "histogram"))
+        return base;
+    }
+  }
+  return {};
+}
+
+} // namespace
+
+std::optional<double>
+prometheus_text::value(const std::string& name,
+                       const std::map<std::string, std::string>& labels) const {
+  for (const auto& s : samples)
+    if (s.name == name && s.labels == labels)
+      return s.value;
+  return std::nullopt;
+}
+
+double prometheus_text::sum(const std::string& name,
+                            const std::map<std::string, std::string>& match) const {
+  double total = 0;
+  for (const auto& s : samples) {
+    if (s.name != name)
+      continue;
+    bool matches = true;
+    for (const auto& [label, wanted] : match) {
+      auto it = s.labels.find(label);
+      matches = matches && it != s.labels.end() && it->second == wanted;
+    }
+    if (matches)
+      total += s.value;
+  }
+  return total;
+}
+
+prometheus_text parse_prometheus(const std::string& text) {
+  prometheus_text out;
+  std::set<std::string> series;
+  std::istringstream in(text);
+  std::string line;
+  int number = 0;
+  auto error = [&](const std::string& what) {
+    out.errors.push_back("line " + std::to_string(number) + ": " + what + ": " + line);
+  };
+  if (!text.empty() && text.back() != '\n')
+    out.errors.push_back("the exposition does not end with a newline");
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.empty())
+      continue;
+    if (line[0] == '#') {
+      std::istringstream words(line.substr(1));
+      std::string keyword;
+      std::string name;
+      words >> keyword >> name;
+      if (keyword != "HELP" && keyword != "TYPE")
+        continue; // a plain comment
+      if (!is_metric_name(name)) {
+        error("bad metric name in " + keyword);
+        continue;
+      }
+      std::string rest;
+      std::getline(words, rest);
+      if (!rest.empty() && rest[0] == ' ')
+        rest.erase(0, 1);
+      if (keyword == "HELP") {
+        if (out.help.count(name) > 0)
+          error("second HELP for " + name);
+        out.help[name] = rest;
+        continue;
+      }
+      static const std::set<std::string> kinds{"counter", "gauge", "histogram", "summary",
+                                               "untyped"};
+      if (kinds.count(rest) == 0)
+        error("unknown TYPE '" + rest + "'");
+      else if (out.types.count(name) > 0)
+        error("second TYPE for " + name);
+      else {
+        for (const auto& s : out.samples)
+          if (family_of(out, s.name) == name)
+            error("TYPE of " + name + " after its samples");
+        out.types[name] = rest;
+      }
+      continue;
+    }
+    prometheus_sample sample;
+    std::size_t pos = 0;
+    while (pos < line.size() && line[pos] != '{' && line[pos] != ' ')
+      ++pos;
+    sample.name = line.substr(0, pos);
+    if (!is_metric_name(sample.name)) {
+      error("bad metric name");
+      continue;
+    }
+    if (pos < line.size() && line[pos] == '{') {
+      ++pos;
+      if (!read_labels(line, pos, sample.labels)) {
+        error("bad labels");
+        continue;
+      }
+    }
+    if (pos >= line.size() || line[pos] != ' ') {
+      error("no value");
+      continue;
+    }
+    auto rest = line.substr(pos + 1);
+    auto space = rest.find(' ');
+    auto value = sample_value(rest.substr(0, space));
+    if (!value) {
+      error("bad value");
+      continue;
+    }
+    if (space != std::string::npos) {
+      // An optional timestamp: an integer.
+      auto stamp = rest.substr(space + 1);
+      bool integer = !stamp.empty();
+      for (std::size_t i = 0; i < stamp.size(); ++i)
+        integer = integer && (std::isdigit(static_cast<unsigned char>(stamp[i])) ||
+                              (i == 0 && stamp[i] == '-'));
+      if (!integer) {
+        error("bad timestamp");
+        continue;
+      }
+    }
+    sample.value = *value;
+    if (family_of(out, sample.name).empty())
+      error("sample without a TYPE for its family");
+    std::string key = sample.name;
+    for (const auto& [k, v] : sample.labels)
+      key += "|" + k + "=" + v;
+    if (!series.insert(key).second)
+      error("duplicate series");
+    out.samples.push_back(std::move(sample));
+  }
+  return out;
+}
+
+prometheus_text scrape_metrics(const test_gateway& gw) {
+  auto response = gw.anonymous().get("/metrics");
+  BOOST_TEST_REQUIRE(response.status == 200, "GET /metrics: " << response.body);
+  BOOST_TEST(response.header("content-type").starts_with("text/plain"));
+  return parse_prometheus(response.body);
+}
+
+} // namespace tollgate::test::integration

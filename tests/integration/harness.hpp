@@ -179,3 +179,75 @@ abandoned_stream read_stream_then_leave(const std::string& base_url, const std::
                                         std::size_t events, std::chrono::milliseconds timeout);
 
 } // namespace tollgate::test::integration
+
+#include <map>
+
+namespace tollgate::test::integration {
+
+// Resilience suites: several deployments per model, breakers, metrics.
+
+/// Config with providers `mock-a` and `mock-b` (kind openai) at `a_url` and `b_url`, and
+/// model `gpt-mock` (1 micro-credit per prompt token, 2 per completion token) under the
+/// `priority` strategy on deployments "mock-a/mock-1" (priority 1) and "mock-b/mock-1"
+/// (priority 2). `a_extra` and `b_extra` are merged into the deployments' objects (e.g.
+/// "breaker", "timeouts"); routing backs off briefly (10 to 50 ms) so tests stay quick.
+nlohmann::json failover_config(const std::string& a_url, const std::string& b_url,
+                               const nlohmann::json& a_extra = nlohmann::json::object(),
+                               const nlohmann::json& b_extra = nlohmann::json::object());
+
+/// A provider base URL on a loopback port nothing listens on.
+std::string closed_port_url();
+
+/// The entry of `deployment` in GET /admin/providers; fails the test if it is not listed.
+nlohmann::json provider_status(const test_gateway& gw, const std::string& deployment);
+
+/// The `attempts` and `attempt_log` columns of a usage record.
+struct attempt_record {
+  int64_t attempts = 0;
+  std::string log;
+};
+
+/// The attempts of `request_id`'s usage record, if there is one.
+std::optional<attempt_record> attempts_of(soci::session& sql, const std::string& request_id);
+
+/// What a client read from a streamed chat completion.
+struct stream_summary {
+  std::string text;                    ///< Concatenated delta contents.
+  std::size_t content_events = 0;      ///< Events that carried content.
+  std::optional<nlohmann::json> error; ///< The `error` object of an error event.
+  bool done = false;                   ///< Ended with `data: [DONE]`.
+  std::size_t keepalives = 0;          ///< `: keep-alive` comments.
+  std::vector<std::string> bad_events; ///< `data:` payloads that are not JSON.
+};
+
+stream_summary summarize_stream(const std::string& body);
+
+/// One sample of a Prometheus text exposition.
+struct prometheus_sample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+
+/// A parsed Prometheus text exposition (format 0.0.4).
+struct prometheus_text {
+  std::map<std::string, std::string> types; ///< Family name -> counter, gauge, histogram...
+  std::map<std::string, std::string> help;  ///< Family name -> help text.
+  std::vector<prometheus_sample> samples;
+  /// Every line that breaks the format, and every sample without a TYPE for its family.
+  std::vector<std::string> errors;
+
+  /// The sample `name` with exactly `labels`, if present.
+  std::optional<double> value(const std::string& name,
+                              const std::map<std::string, std::string>& labels = {}) const;
+  /// The sum of the samples named `name` whose labels include `match`.
+  double sum(const std::string& name, const std::map<std::string, std::string>& match = {}) const;
+};
+
+/// Parses `text`, recording format errors instead of failing.
+prometheus_text parse_prometheus(const std::string& text);
+
+/// GET /metrics (no credentials); checks the 200 and the text content type, then parses it.
+prometheus_text scrape_metrics(const test_gateway& gw);
+
+} // namespace tollgate::test::integration
