@@ -71,7 +71,7 @@ schemas::api_error upstream_error(const transfer_result& r) {
             "upstream_rate_limited",
             "the upstream provider is rate limiting; retry later",
             {},
-            {"retry-after", "1"}};
+            {"retry-after", std::to_string(std::max<int64_t>((r.retry_after_ms + 999) / 1000, 1))}};
   return {502,
           "server_error",
           "upstream_error",
@@ -329,8 +329,11 @@ bool upstream_at_fault(const transfer_result& r) {
            r.http_status == 422);
 }
 
+/// How long an upstream 429 asked to be left alone (its Retry-After, else a second).
 int64_t retry_after_ms(const transfer_result& r) {
-  return r.http_status == 429 ? 1'000 : 0;
+  if (r.http_status != 429)
+    return 0;
+  return r.retry_after_ms > 0 ? r.retry_after_ms : 1'000;
 }
 
 void route_attempt(self_ptr self, const ctx_ptr& ctx);

@@ -1,5 +1,8 @@
 #include "actors/provider/upstream_loop.hpp"
 
+#include <cctype>
+#include <charconv>
+
 #include <curl/curl.h>
 
 namespace tollgate {
@@ -39,6 +42,28 @@ size_t on_write(char* ptr, size_t size, size_t count, void* user) {
   else
     t->result.body.append(ptr, bytes);
   return bytes;
+}
+
+/// Keeps the one response header the gateway acts on: Retry-After (in seconds).
+size_t on_header(char* ptr, size_t size, size_t count, void* user) {
+  auto* t = static_cast<upstream_loop::transfer*>(user);
+  std::string_view line(ptr, size * count);
+  constexpr std::string_view name = "retry-after:";
+  if (line.size() > name.size()) {
+    bool match = true;
+    for (std::size_t i = 0; i < name.size() && match; ++i)
+      match = std::tolower(static_cast<unsigned char>(line[i])) == name[i];
+    if (match) {
+      int64_t seconds = 0;
+      auto value = line.substr(name.size());
+      while (!value.empty() && value.front() == ' ')
+        value.remove_prefix(1);
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+      if (ec == std::errc() && end != value.data() && seconds > 0)
+        t->result.retry_after_ms = seconds * 1000;
+    }
+  }
+  return size * count;
 }
 
 } // namespace
@@ -105,6 +130,8 @@ void upstream_loop::apply(command& cmd) {
   }
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);

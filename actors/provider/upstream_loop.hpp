@@ -21,10 +21,11 @@ struct transfer_result {
   std::string error;    ///< curl's message when curl_code != 0.
   std::string body;     ///< The whole body for buffered transfers and for error statuses.
   bool cancelled = false;
+  int64_t retry_after_ms = 0; ///< The upstream's Retry-After (seconds form), if it sent one.
 
   template <class Inspector>
   friend auto inspect(Inspector& f, transfer_result& x) {
-    return f(x.http_status, x.curl_code, x.error, x.body, x.cancelled);
+    return f(x.http_status, x.curl_code, x.error, x.body, x.cancelled, x.retry_after_ms);
   }
 };
 
