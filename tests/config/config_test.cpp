@@ -328,6 +328,57 @@ BOOST_AUTO_TEST_CASE(boundary_values_are_accepted) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+BOOST_AUTO_TEST_SUITE(config_routing)
+
+BOOST_AUTO_TEST_CASE(routing_and_deployment_settings_are_read) {
+  auto doc = example();
+  doc["routing"] = {{"max_attempts", 2}, {"retry_budget_percent", 10}, {"keepalive_seconds", 5}};
+  doc["models"][1]["deployments"][0]["max_concurrency"] = 50;
+  doc["models"][1]["deployments"][0]["timeouts"] = {{"first_token_ms", 2000}, {"idle_ms", 3000}};
+  doc["models"][1]["deployments"][0]["breaker"] = {{"failures", 3}, {"cooldown_ms", 250}};
+  doc["models"][1]["max_output_tokens"] = 16384;
+  auto c = cfg::parse_config(doc.dump(), "test.json");
+  BOOST_TEST(c.routing.max_attempts == 2);
+  BOOST_TEST(c.routing.retry_budget_percent == 10);
+  BOOST_TEST(c.routing.backoff_ms == 50); // default kept
+  BOOST_TEST(c.routing.keepalive_seconds == 5);
+  const auto& d = c.models[1].deployments[0];
+  BOOST_TEST(d.max_concurrency == 50);
+  BOOST_TEST(d.timeouts.first_token_ms == 2000);
+  BOOST_TEST(d.timeouts.idle_ms == 3000);
+  BOOST_TEST(d.timeouts.connect_ms == 10'000); // default kept
+  BOOST_TEST(d.breaker.failures == 3);
+  BOOST_TEST(d.breaker.cooldown_ms == 250);
+  BOOST_TEST(d.breaker.half_open_probes == 2);
+  BOOST_TEST(c.models[1].max_output_tokens == 16384);
+  BOOST_TEST(c.models[0].max_output_tokens == 4096);
+}
+
+BOOST_AUTO_TEST_CASE(bad_routing_values_name_the_key) {
+  auto reject = [](const char* pointer, json value, const char* part) {
+    auto doc = with(pointer, std::move(value));
+    try {
+      cfg::parse_config(doc.dump(), "test.json");
+      BOOST_ERROR("accepted " << pointer);
+    } catch (const cfg::config_error& e) {
+      BOOST_TEST(contains(e.what(), part), e.what());
+    }
+  };
+  reject("/routing/max_attempts", 0, "routing.max_attempts");
+  reject("/routing/retry_budget_percent", 101, "routing.retry_budget_percent");
+  reject("/routing/retries", 1, "unknown key \"retries\" in routing");
+  reject("/models/1/deployments/0/timeouts/first_token_ms", 0,
+         "models[1].deployments[0].timeouts.first_token_ms");
+  reject("/models/1/deployments/0/timeouts/ttft", 5, "unknown key \"ttft\"");
+  reject("/models/1/deployments/0/breaker/failure_rate_percent", 150,
+         "models[1].deployments[0].breaker.failure_rate_percent");
+  reject("/models/1/deployments/0/breaker/window_seconds", 61, "breaker.window_seconds");
+  reject("/models/1/deployments/0/max_concurrency", -1, "max_concurrency");
+  reject("/models/1/max_output_tokens", 0, "max_output_tokens");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 BOOST_AUTO_TEST_SUITE(config_validation)
 
 BOOST_AUTO_TEST_CASE(invalid_json_names_file_and_position) {
