@@ -35,6 +35,10 @@ void server::start() {
                       .address(cfg.listen.host)
                       .port(cfg.listen.port)
                       .request_handler(make_router(impl_->ctx))
+                      // Stream chunks go out at once, not after the client's delayed ACK.
+                      .socket_options_setter([](auto& options) {
+                        options.set_option(restinio::asio_ns::ip::tcp::no_delay{true});
+                      })
                       .handle_request_timeout(timeout)
                       .write_http_response_timelimit(timeout)
                       .read_next_http_message_timelimit(std::chrono::seconds(120))

@@ -216,6 +216,9 @@ caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_poo
             return false;
           if (--st.keys_per_user[it->second.user_id] <= 0)
             st.keys_per_user.erase(it->second.user_id);
+          // Passivated actors end normally: only a crash needs the down message (and its
+          // scan of every entry).
+          self->demonitor(it->second.handle);
           st.keys.erase(it);
           key_actors().add(-1);
           return true;
@@ -224,6 +227,7 @@ caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_poo
         // A user actor outlives every key actor that hands out its handle.
         if (it == st.users.end() || !is_sender(self, it->second) || st.keys_per_user.count(id) > 0)
           return false;
+        self->demonitor(it->second);
         st.users.erase(it);
         user_actors().add(-1);
         return true;
