@@ -1,10 +1,39 @@
 #include "actors/provider/provider_context.hpp"
 
+#include <chrono>
+#include <cstdlib>
+#include <iterator>
+
+#include "actors/messages.hpp"
+
 #include "actors/provider/anthropic/anthropic_provider.hpp"
 #include "actors/provider/echo/echo_provider.hpp"
 #include "actors/provider/openai/openai_provider.hpp"
 
 namespace tollgate {
+
+std::string api_key_of(const config::provider_config& config) {
+  if (config.api_key_env.empty())
+    return {};
+  const char* key = std::getenv(config.api_key_env.c_str());
+  return key ? key : "";
+}
+
+transfer_spec base_transfer(const upstream_call& call, std::string url, std::string body,
+                            std::vector<std::string> headers) {
+  transfer_spec spec;
+  spec.url = std::move(url);
+  spec.headers = {"Content-Type: application/json",
+                  call.stream ? "Accept: text/event-stream" : "Accept: application/json",
+                  "X-Request-Id: " + call.request_id};
+  spec.headers.insert(spec.headers.end(), std::make_move_iterator(headers.begin()),
+                      std::make_move_iterator(headers.end()));
+  spec.body = std::move(body);
+  spec.stream = call.stream;
+  spec.connect_timeout = std::chrono::milliseconds(call.connect_ms);
+  spec.total_timeout = std::chrono::milliseconds(call.total_ms);
+  return spec;
+}
 
 provider_spawner provider_kind(const std::string& kind) {
   // One line per provider kind.

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <caf/all.hpp>
 
@@ -14,6 +16,16 @@ struct provider_context {
   config::provider_config config;
   std::shared_ptr<upstream_loop> loop;
 };
+
+struct upstream_call;
+
+/// The provider's API key, read once from the environment variable its config names.
+std::string api_key_of(const config::provider_config& config);
+
+/// The parts of an upstream HTTP call every provider kind shares: JSON in, JSON or SSE out,
+/// the request id, the call's timeouts. `headers` adds the provider's own (auth, version).
+transfer_spec base_transfer(const upstream_call& call, std::string url, std::string body,
+                            std::vector<std::string> headers);
 
 /// Spawns a provider actor of one kind, linked to nothing (its supervisor monitors it).
 using provider_spawner = caf::actor (*)(caf::local_actor* parent, provider_context ctx);

@@ -20,11 +20,8 @@ constexpr const char* api_version = "2023-06-01";
 
 caf::behavior anthropic_provider(caf::stateful_actor<anthropic_provider_state>* self,
                                  provider_context ctx) {
-  auto& init = self->state;
-  if (!ctx.config.api_key_env.empty())
-    if (const char* key = std::getenv(ctx.config.api_key_env.c_str()))
-      init.api_key = key;
-  init.ctx = std::move(ctx);
+  self->state.api_key = api_key_of(ctx.config);
+  self->state.ctx = std::move(ctx);
   return {
       [=](complete_atom, upstream_call& call) -> caf::result<uint64_t> {
         auto& st = self->state;
@@ -41,18 +38,11 @@ caf::behavior anthropic_provider(caf::stateful_actor<anthropic_provider_state>* 
         } catch (const std::exception& e) {
           return make_api_failure(schemas::invalid_request(e.what()));
         }
-        transfer_spec spec;
-        spec.url = st.ctx.config.base_url + "/messages";
-        spec.headers = {"Content-Type: application/json",
-                        call.stream ? "Accept: text/event-stream" : "Accept: application/json",
-                        std::string("anthropic-version: ") + api_version,
-                        "X-Request-Id: " + call.request_id};
+        std::vector<std::string> own{std::string("anthropic-version: ") + api_version};
         if (!st.api_key.empty())
-          spec.headers.push_back("x-api-key: " + st.api_key);
-        spec.body = std::move(body);
-        spec.stream = call.stream;
-        spec.connect_timeout = std::chrono::milliseconds(call.connect_ms);
-        spec.total_timeout = std::chrono::milliseconds(call.total_ms);
+          own.push_back("x-api-key: " + st.api_key);
+        auto spec = base_transfer(call, st.ctx.config.base_url + "/messages", std::move(body),
+                                  std::move(own));
         // The loop thread talks to the requester directly and owns the stream's translator.
         auto requester = call.requester;
         auto attempt = call.attempt;

@@ -1,30 +1,19 @@
 #include "actors/provider/openai/openai_provider.hpp"
 
-#include <cstdlib>
-
 namespace tollgate {
 
 caf::behavior openai_provider(caf::stateful_actor<openai_provider_state>* self,
                               provider_context ctx) {
-  auto& init = self->state;
-  if (!ctx.config.api_key_env.empty())
-    if (const char* key = std::getenv(ctx.config.api_key_env.c_str()))
-      init.api_key = key;
-  init.ctx = std::move(ctx);
+  self->state.api_key = api_key_of(ctx.config);
+  self->state.ctx = std::move(ctx);
   return {
       [=](complete_atom, upstream_call& call) -> uint64_t {
         auto& st = self->state;
-        transfer_spec spec;
-        spec.url = st.ctx.config.base_url + "/" + call.path;
-        spec.headers = {"Content-Type: application/json",
-                        call.stream ? "Accept: text/event-stream" : "Accept: application/json",
-                        "X-Request-Id: " + call.request_id};
+        std::vector<std::string> auth;
         if (!st.api_key.empty())
-          spec.headers.push_back("Authorization: Bearer " + st.api_key);
-        spec.body = std::move(call.body);
-        spec.stream = call.stream;
-        spec.connect_timeout = std::chrono::milliseconds(call.connect_ms);
-        spec.total_timeout = std::chrono::milliseconds(call.total_ms);
+          auth.push_back("Authorization: Bearer " + st.api_key);
+        auto spec = base_transfer(call, st.ctx.config.base_url + "/" + call.path,
+                                  std::move(call.body), std::move(auth));
         // The loop thread talks to the requester directly: the stream bypasses this actor.
         auto requester = call.requester;
         auto attempt = call.attempt;
