@@ -16,6 +16,7 @@
 #include "schemas/pricing.hpp"
 #include "schemas/records.hpp"
 #include "storage/ledger_batch.hpp"
+#include "storage/session_cache.hpp"
 
 namespace tollgate {
 
@@ -83,7 +84,8 @@ struct http_reply {
 /// Blocking database work for a db_worker; node-local, never serialized (so it has no
 /// type ID: vectors of the types below are registered with them).
 struct db_job {
-  std::function<caf::message(soci::session&)> run;
+  /// Runs on the worker's session; the cache holds what lives as long as that session.
+  std::function<caf::message(soci::session&, storage::session_cache&)> run;
 };
 
 /// A usage report: calls, tokens and cost grouped by day, model or key.

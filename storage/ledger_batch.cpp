@@ -2,34 +2,31 @@
 
 namespace tollgate::storage {
 
-std::vector<ledger_result> commit_batch(soci::session& sql, const std::vector<ledger_post>& posts) {
+std::vector<ledger_result> ledger_batch_writer::commit(const std::vector<ledger_post>& posts) {
   std::vector<ledger_result> out;
   out.reserve(posts.size());
   try {
-    soci::transaction tx(sql);
-    ledger_repository ledger(sql);
-    audit_repository audit(sql);
-    usage_repository usage(sql);
+    soci::transaction tx(sql_);
     for (const auto& post : posts) {
       if (!post.usage.request_id.empty())
-        usage.append(post.usage);
+        usage_.append(post.usage);
       if (post.change.amount == 0) {
         out.push_back({apply_status::committed, post.change, {}});
         continue;
       }
-      auto outcome = ledger.apply(post.change, post.floor);
+      auto outcome = ledger_.apply(post.change, post.floor);
       if (outcome.status == apply_status::committed && !post.audit.action.empty()) {
         auto record = post.audit;
         // Both sides come from inside the transaction: exact even when a batch holds several
         // changes of one user.
-        record.before_json = "{\"balance\":" +
-                             std::to_string(outcome.entry.balance_after - outcome.entry.amount) +
-                             "}";
+        record.before_json =
+            "{\"balance\":" + std::to_string(outcome.entry.balance_after - outcome.entry.amount) +
+            "}";
         record.after_json = "{\"ledger_entry_id\":" + std::to_string(outcome.entry.id) +
                             ",\"amount\":" + std::to_string(outcome.entry.amount) +
                             ",\"balance_after\":" + std::to_string(outcome.entry.balance_after) +
                             "}";
-        audit.append(record);
+        audit_.append(record);
       }
       out.push_back({outcome.status, std::move(outcome.entry), {}});
     }
@@ -40,6 +37,10 @@ std::vector<ledger_result> commit_batch(soci::session& sql, const std::vector<le
       out[i].entry = posts[i].change;
   }
   return out;
+}
+
+std::vector<ledger_result> commit_batch(soci::session& sql, const std::vector<ledger_post>& posts) {
+  return ledger_batch_writer(sql).commit(posts);
 }
 
 } // namespace tollgate::storage

@@ -38,8 +38,29 @@ struct ledger_result {
   }
 };
 
-/// Commits all posts in one transaction (one fsync for the lot) and returns one result per
-/// post, in order. If the transaction fails, every result is `failed` and nothing is written.
+/// Commits batches of posts on one session, with its statements prepared once for all
+/// batches (keep one per session, e.g. in a session_cache).
+class ledger_batch_writer {
+public:
+  explicit ledger_batch_writer(soci::session& sql)
+      : sql_(sql)
+      , ledger_(sql)
+      , usage_(sql)
+      , audit_(sql) {}
+
+  /// Commits all posts in one transaction (one fsync for the lot) and returns one result
+  /// per post, in order. If the transaction fails, every result is `failed` and nothing is
+  /// written.
+  std::vector<ledger_result> commit(const std::vector<ledger_post>& posts);
+
+private:
+  soci::session& sql_;
+  ledger_repository ledger_;
+  usage_repository usage_;
+  audit_repository audit_;
+};
+
+/// One batch on a writer made for it (statements prepared for this batch only).
 std::vector<ledger_result> commit_batch(soci::session& sql, const std::vector<ledger_post>& posts);
 
 } // namespace tollgate::storage

@@ -20,29 +20,74 @@ void bind_entry(soci::statement& st, schemas::ledger_entry& e) {
   st.exchange(soci::into(e.created_at));
 }
 
+/// Executes a kept statement that yields at most one row and steps it to its end: SQLite
+/// refuses to commit while a statement is still in progress. Returns whether a row came.
+bool run_to_end(soci::statement& st) {
+  if (!st.execute(true))
+    return false;
+  while (st.fetch()) {
+  }
+  return true;
+}
+
 } // namespace
 
+/// The statements of `apply`, bound once to the fields below.
+struct ledger_repository::prepared {
+  explicit prepared(soci::session& sql)
+      : find(sql)
+      , update((sql.prepare << "UPDATE accounts SET balance = balance + :a, updated_at = :t "
+                               "WHERE user_id = :u AND balance + :a2 >= :f RETURNING balance",
+                soci::use(change.amount), soci::use(change.created_at), soci::use(change.user_id),
+                soci::use(change.amount), soci::use(floor), soci::into(balance_after)))
+      , insert((sql.prepare << "INSERT INTO ledger_entries (user_id, request_id, kind, amount, "
+                               "balance_after, reason, actor, created_at) VALUES (:u, :r, :k, :a, "
+                               ":b, :reason, :actor, :t) RETURNING id",
+                soci::use(change.user_id), soci::use(change.request_id), soci::use(change.kind),
+                soci::use(change.amount), soci::use(balance_after), soci::use(change.reason),
+                soci::use(change.actor), soci::use(change.created_at), soci::into(id))) {
+    bind_entry(find, earlier);
+    find.exchange(soci::use(change.request_id));
+    find.alloc();
+    find.prepare(std::string(select_entry) + "WHERE request_id = :r");
+    find.define_and_bind();
+  }
+
+  schemas::ledger_entry change; ///< The change being applied (bound by `use`).
+  int64_t floor = 0;
+  schemas::ledger_entry earlier; ///< An entry found by request id.
+  int64_t balance_after = 0;
+  int64_t id = 0;
+  soci::statement find;
+  soci::statement update;
+  soci::statement insert;
+};
+
+ledger_repository::ledger_repository(soci::session& sql)
+    : sql_(sql) {}
+
+ledger_repository::~ledger_repository() = default;
+
+ledger_repository::prepared& ledger_repository::statements() {
+  if (!prepared_)
+    prepared_ = std::make_unique<prepared>(sql_);
+  return *prepared_;
+}
+
 apply_outcome ledger_repository::apply(const schemas::ledger_entry& change, int64_t floor) {
-  if (auto earlier = find_by_request(change.request_id))
-    return {apply_status::replayed, std::move(*earlier)};
-  soci::statement update = (sql_.prepare << "UPDATE accounts SET balance = balance + :a, "
-                                            "updated_at = :t WHERE user_id = :u "
-                                            "AND balance + :a2 >= :f",
-                            soci::use(change.amount), soci::use(change.created_at),
-                            soci::use(change.user_id), soci::use(change.amount), soci::use(floor));
-  update.execute(true);
-  if (update.get_affected_rows() == 0) {
+  auto& p = statements();
+  p.change = change;
+  p.floor = floor;
+  if (run_to_end(p.find))
+    return {apply_status::replayed, p.earlier};
+  if (!run_to_end(p.update)) {
     auto current = balance(change.user_id);
     return {current ? apply_status::insufficient : apply_status::no_account, change};
   }
+  run_to_end(p.insert);
   apply_outcome out{apply_status::committed, change};
-  sql_ << "SELECT balance FROM accounts WHERE user_id = :u", soci::use(change.user_id),
-      soci::into(out.entry.balance_after);
-  sql_ << "INSERT INTO ledger_entries (user_id, request_id, kind, amount, balance_after, reason, "
-          "actor, created_at) VALUES (:u, :r, :k, :a, :b, :reason, :actor, :t) RETURNING id",
-      soci::use(change.user_id), soci::use(change.request_id), soci::use(change.kind),
-      soci::use(change.amount), soci::use(out.entry.balance_after), soci::use(change.reason),
-      soci::use(change.actor), soci::use(change.created_at), soci::into(out.entry.id);
+  out.entry.balance_after = p.balance_after;
+  out.entry.id = p.id;
   return out;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,10 +28,14 @@ struct apply_outcome {
 
 /// The append-only ledger and the balances it moves. Callers run `apply` inside a
 /// transaction; balance and entry change together or not at all.
+/// The statements of `apply` are prepared on first use and kept: a repository that lives
+/// as long as its session (the ledger writer's) parses its SQL once.
 class ledger_repository {
 public:
-  explicit ledger_repository(soci::session& sql)
-      : sql_(sql) {}
+  explicit ledger_repository(soci::session& sql);
+  ~ledger_repository();
+  ledger_repository(const ledger_repository&) = delete;
+  ledger_repository& operator=(const ledger_repository&) = delete;
 
   /// Adds `change.amount` to the user's balance if the result stays >= `floor`, and appends
   /// the entry with the resulting balance. Replays of a request id change nothing.
@@ -45,7 +50,11 @@ public:
   std::optional<int64_t> balance(const std::string& user_id);
 
 private:
+  struct prepared;
+  prepared& statements();
+
   soci::session& sql_;
+  std::unique_ptr<prepared> prepared_;
 };
 
 } // namespace tollgate::storage

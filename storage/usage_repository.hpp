@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <soci/soci.h>
@@ -33,17 +34,23 @@ struct usage_record {
 };
 
 /// usage_records: one row per metered request, keyed by its request id.
+/// The insert of `append` is prepared on first use and kept, like the ledger's.
 class usage_repository {
 public:
-  explicit usage_repository(soci::session& sql)
-      : sql_(sql) {}
+  explicit usage_repository(soci::session& sql);
+  ~usage_repository();
+  usage_repository(const usage_repository&) = delete;
+  usage_repository& operator=(const usage_repository&) = delete;
 
   /// Writes the record unless one with its request id exists; returns whether it wrote.
   bool append(const usage_record& record);
   int64_t count_for_user(const std::string& user_id);
 
 private:
+  struct prepared;
+
   soci::session& sql_;
+  std::unique_ptr<prepared> prepared_;
 };
 
 } // namespace tollgate::storage

@@ -34,9 +34,14 @@ void commit_next(self_ptr self) {
   metrics.ledger_batch.observe(static_cast<double>(posts.size()));
   auto started = std::chrono::steady_clock::now();
   auto shared = std::make_shared<decltype(batch)>(std::move(batch));
-  self->request(st.committer, caf::infinite, db_job{[posts = std::move(posts)](soci::session& sql) {
-                  return caf::make_message(storage::commit_batch(sql, posts));
-                }})
+  self->request(
+          st.committer, caf::infinite,
+          db_job{[posts = std::move(posts)](soci::session& sql, storage::session_cache& cache) {
+            auto results = cache.get<storage::ledger_batch_writer>(sql).commit(posts);
+            if (!results.empty() && results.front().status == storage::apply_status::failed)
+              cache.invalidate(); // the connection may be gone: start afresh
+            return caf::make_message(std::move(results));
+          }})
       .then(
           [=](std::vector<storage::ledger_result>& results) {
             gateway_metrics::global().ledger_commit.observe(

@@ -2,6 +2,15 @@
 
 namespace tollgate {
 
+namespace {
+
+void close_session(db_worker_state& st) {
+  st.cache.clear(); // its statements belong to the session
+  st.session.reset();
+}
+
+} // namespace
+
 caf::behavior db_worker(caf::stateful_actor<db_worker_state>* self,
                         std::shared_ptr<const storage::database> db) {
   self->state.db = std::move(db);
@@ -11,10 +20,13 @@ caf::behavior db_worker(caf::stateful_actor<db_worker_state>* self,
         try {
           if (!st.session)
             st.session = st.db->open();
-          return job.run(*st.session);
+          auto reply = job.run(*st.session, st.cache);
+          if (st.cache.invalid())
+            close_session(st);
+          return reply;
         } catch (const soci::soci_error& e) {
           // The connection may be broken (server restarted): reopen on the next job.
-          st.session.reset();
+          close_session(st);
           return make_api_failure(
               schemas::unavailable(std::string("database error: ") + e.what(), "database_error"));
         } catch (const std::exception& e) {

@@ -6,6 +6,7 @@
 
 #include "actors/messages.hpp"
 #include "storage/database.hpp"
+#include "storage/session_cache.hpp"
 
 namespace tollgate {
 
@@ -13,6 +14,7 @@ struct db_worker_state {
   static inline constexpr const char* name = "db_worker";
   std::shared_ptr<const storage::database> db;
   std::unique_ptr<soci::session> session; ///< Opened lazily; reopened after a failure.
+  storage::session_cache cache;           ///< Cleared whenever the session closes.
 };
 
 /// Runs db_jobs on its own session. Spawned detached: blocking is its purpose.
@@ -36,7 +38,10 @@ private:
 /// Sends `fn(session)` to a db worker; `fn` returns the reply as a caf::message.
 template <class Self, class Fn>
 auto run_db(Self* self, db_pool& pool, Fn fn) {
-  return self->request(pool.next(), caf::infinite, db_job{std::move(fn)});
+  return self->request(pool.next(), caf::infinite,
+                       db_job{[fn = std::move(fn)](soci::session& sql, storage::session_cache&) {
+                         return fn(sql);
+                       }});
 }
 
 } // namespace tollgate

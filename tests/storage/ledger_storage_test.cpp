@@ -87,6 +87,7 @@ void check_batches_commit_together(const storage::database& db) {
   posts.push_back({change(a.id, "a3", -200), 0, {}, {}});
   auto results = storage::commit_batch(*sql, posts);
   BOOST_REQUIRE_EQUAL(results.size(), posts.size());
+  BOOST_TEST_INFO("store error: " << results[0].error);
   BOOST_TEST((results[0].status == storage::apply_status::committed));
   BOOST_TEST((results[1].status == storage::apply_status::committed));
   BOOST_TEST((results[2].status == storage::apply_status::insufficient));
