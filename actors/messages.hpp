@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,20 @@ struct http_reply {
 
 /// Blocking database work for a db_worker; node-local, never serialized (so it has no
 /// type ID: vectors of the types below are registered with them).
+/// The shard an actor's entity belongs to and the lease epoch under which this node
+/// activated it. shard -1: a single node, nothing to fence.
+struct shard_fence {
+  int32_t shard = -1;
+  int64_t epoch = 0;
+};
+
+/// The cluster agent's news for its directory: who holds each shard's lease now, and
+/// where each member's middleman listens.
+struct cluster_view {
+  std::vector<std::string> owners; ///< By shard: the lease holder's node id, "" if none.
+  std::map<std::string, std::string> addresses; ///< Node id -> host:port.
+};
+
 struct db_job {
   /// Runs on the worker's session; the cache holds what lives as long as that session.
   std::function<caf::message(soci::session&, storage::session_cache&)> run;
@@ -257,6 +272,8 @@ bool is_receiver_gone(const caf::error& err);
 } // namespace tollgate
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tollgate::db_job)
+// The agent and the directory of one node.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tollgate::cluster_view)
 // Configuration reloads stay on the node that read the file.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tollgate::model_catalog)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<tollgate::config::provider_config>)
@@ -311,6 +328,15 @@ CAF_ADD_ATOM(tollgate, tollgate, user_changed_atom, "usrchanged")
 CAF_ADD_ATOM(tollgate, tollgate, revoke_atom, "revoke")
 // -- atoms: user and key actors -> directory
 CAF_ADD_ATOM(tollgate, tollgate, passivate_atom, "passivate")
+// -- atoms: cluster (agent -> directory, directory -> directory of another node)
+CAF_ADD_ATOM(tollgate, tollgate, relay_atom, "relay")
+CAF_ADD_ATOM(tollgate, tollgate, own_atom, "own")
+CAF_ADD_ATOM(tollgate, tollgate, drop_atom, "drop")
+CAF_ADD_ATOM(tollgate, tollgate, release_atom, "release")
+CAF_ADD_ATOM(tollgate, tollgate, tick_atom, "tick")
+CAF_ADD_ATOM(tollgate, tollgate, leave_atom, "leave")
+CAF_ADD_ATOM(tollgate, tollgate, open_work_atom, "openwork")
+CAF_ADD_ATOM(tollgate, tollgate, cluster_atom, "cluster")
 // -- atoms: request and admin -> user actor
 CAF_ADD_ATOM(tollgate, tollgate, credit_atom, "credit")
 // -- atoms: user actor -> ledger writer -> committer

@@ -447,7 +447,7 @@ gateway_config read_config(const json& root) {
     fail("admin_key", "is never read from the file; set TOLLGATE_ADMIN_KEY");
   check_keys(root, "",
              {"listen", "database", "redis", "data_dir", "log_level", "http", "actors", "limits",
-              "routing", "providers", "models"});
+              "routing", "providers", "models", "cluster"});
   auto config = default_config();
   if (const auto* listen = member(root, "listen"))
     config.listen = read_parsed(*listen, "listen", parse_listen_address);
@@ -479,6 +479,32 @@ gateway_config read_config(const json& root) {
     check_keys(*actors, "actors", {"idle_seconds"});
     if (const auto* idle = member(*actors, "idle_seconds"))
       config.actors.idle = read_seconds(*idle, "actors.idle_seconds");
+  }
+  if (const auto* cluster = member(root, "cluster")) {
+    auto& c = config.cluster;
+    check_keys(*cluster, "cluster",
+               {"listen", "seeds", "node_id", "shards", "lease_seconds", "tls_certificate",
+                "tls_key", "tls_ca"});
+    if (const auto* listen = member(*cluster, "listen"))
+      c.listen = read_parsed(*listen, "cluster.listen", parse_listen_address);
+    if (const auto* seeds = member(*cluster, "seeds")) {
+      if (!seeds->is_array())
+        fail("cluster.seeds", "must be a list of \"host:port\"");
+      for (std::size_t i = 0; i < seeds->size(); ++i)
+        c.seeds.push_back(read_parsed((*seeds)[i], "cluster.seeds[" + std::to_string(i) + "]",
+                                      parse_listen_address));
+    }
+    if (const auto* id = member(*cluster, "node_id"))
+      c.node_id = read_name(*id, "cluster.node_id");
+    if (const auto* shards = member(*cluster, "shards"))
+      c.shards = static_cast<int>(read_integer(*shards, "cluster.shards", 1, 65536));
+    if (const auto* lease = member(*cluster, "lease_seconds"))
+      c.lease = read_seconds(*lease, "cluster.lease_seconds");
+    for (auto [key, field] : {std::pair{"tls_certificate", &cluster_config::tls_certificate},
+                              std::pair{"tls_key", &cluster_config::tls_key},
+                              std::pair{"tls_ca", &cluster_config::tls_ca}})
+      if (const auto* path = member(*cluster, key))
+        c.*field = read_name(*path, member_path("cluster", key));
   }
   if (const auto* routing = member(root, "routing")) {
     auto& r = config.routing;
@@ -543,6 +569,21 @@ constexpr override_setting override_settings[] = {
        check_redis(v);
        c.redis = std::string(v);
      }},
+    {"cluster-listen", "TOLLGATE_CLUSTER_LISTEN", "HOST:PORT",
+     "run as a cluster node; other nodes reach this one here (needs PostgreSQL)",
+     [](gateway_config& c, std::string_view v) { c.cluster.listen = parse_listen_address(v); }},
+    {"join", "TOLLGATE_JOIN", "HOST:PORT[,HOST:PORT]",
+     "cluster nodes to connect to at start (members are also found in the database)",
+     [](gateway_config& c, std::string_view v) {
+       c.cluster.seeds.clear();
+       while (!v.empty()) {
+         auto comma = v.find(',');
+         c.cluster.seeds.push_back(parse_listen_address(v.substr(0, comma)));
+         v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+       }
+     }},
+    {"node-id", "TOLLGATE_NODE_ID", "NAME", "this node's cluster id (default: its cluster address)",
+     [](gateway_config& c, std::string_view v) { c.cluster.node_id = check_non_empty(v); }},
     {"data-dir", "TOLLGATE_DATA_DIR", "DIR", "directory for admin.key and other state",
      [](gateway_config& c, std::string_view v) { c.data_dir = check_non_empty(v); }},
     {"log-level", "TOLLGATE_LOG_LEVEL", "LEVEL", "trace, debug, info, warn, error or off",

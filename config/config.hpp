@@ -102,6 +102,27 @@ struct actors_config {
   std::chrono::seconds idle{300};
 };
 
+/// A cluster of nodes sharing one PostgreSQL (see docs and DESIGN "Cluster").
+struct cluster_config {
+  /// Where this node's middleman listens for the other nodes; unset: a single node.
+  std::optional<listen_address> listen;
+  /// Middleman addresses of nodes to connect to at start (optional: members are also
+  /// learned from the database).
+  std::vector<listen_address> seeds;
+  /// Unique per node; default: the cluster listen address as host:port.
+  std::string node_id;
+  /// Users and keys hash to this many shards; every node must use the same number.
+  int shards = 256;
+  /// A node's membership and shard leases last this long without renewal.
+  std::chrono::milliseconds lease{6000};
+  /// TLS between nodes when set (PEM files).
+  std::string tls_certificate;
+  std::string tls_key;
+  std::string tls_ca;
+
+  bool enabled() const noexcept { return listen.has_value(); }
+};
+
 enum class database_backend { sqlite, postgresql };
 
 /// A database URL taken apart.
@@ -135,6 +156,7 @@ struct gateway_config {
   std::string log_level = "info";
   http_config http;
   actors_config actors;
+  cluster_config cluster;
   routing_config routing;
   /// Defaults for keys that set no limits of their own.
   rate_limits limits;

@@ -6,9 +6,12 @@
 #include <thread>
 
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/admin/admin_actor.hpp"
+#include "actors/cluster/cluster_agent.hpp"
 #include "actors/directory/directory_actor.hpp"
 #include "actors/ledger/ledger_writer.hpp"
 #include "actors/messages.hpp"
@@ -18,6 +21,7 @@
 #include "http/json_log.hpp"
 #include "http/server.hpp"
 #include "storage/admin_key.hpp"
+#include "storage/cluster_repository.hpp"
 #include "storage/database.hpp"
 
 namespace tollgate::http {
@@ -27,14 +31,49 @@ namespace {
 /// The actor system's settings: our message types, and a scheduler sized to the machine.
 class system_config : public caf::actor_system_config {
 public:
-  system_config() {
+  explicit system_config(const config::cluster_config& cluster) {
     add_message_types<caf::id_block::tollgate>();
     set("logger.verbosity", caf::atom("quiet"));
     // Work stealing parks idle workers in sleeps of up to 10 ms, which shows up as
     // milliseconds of added latency; the sharing scheduler wakes a worker at once.
     set("scheduler.policy", caf::atom("sharing"));
+    if (!cluster.enabled())
+      return;
+    load<caf::io::middleman>();
+    // CAF sends no heartbeats unless asked: without them a silent peer is never noticed.
+    set("middleman.heartbeat-interval", caf::timespan(std::chrono::milliseconds(500)));
+    set("middleman.connection-timeout", caf::timespan(cluster.lease / 2));
+    set("middleman.enable-automatic-connections", true);
+    if (!cluster.tls_certificate.empty()) {
+      load<caf::openssl::manager>();
+      set("openssl.certificate", cluster.tls_certificate);
+      set("openssl.key", cluster.tls_key);
+      set("openssl.cafile", cluster.tls_ca);
+    }
   }
 };
+
+/// The actor that connects to other nodes: the TLS one when certificates are configured.
+caf::actor middleman_of(caf::actor_system& sys, const config::cluster_config& cluster) {
+  if (!cluster.tls_certificate.empty())
+    return caf::actor_cast<caf::actor>(sys.openssl_manager().actor_handle());
+  return caf::actor_cast<caf::actor>(sys.middleman().actor_handle());
+}
+
+/// Publishes this node's directory on the cluster address; false (logged) on failure.
+bool publish_directory(caf::actor_system& sys, const config::cluster_config& cluster,
+                       const caf::actor& directory) {
+  const auto& where = *cluster.listen;
+  auto port = cluster.tls_certificate.empty()
+                  ? sys.middleman().publish(directory, where.port, where.host.c_str(), true)
+                  : caf::openssl::publish(directory, where.port, where.host.c_str(), true);
+  if (!port) {
+    std::fprintf(stderr, "tollgate: cannot listen for cluster nodes on %s: %s\n",
+                 config::to_string(where).c_str(), sys.render(port.error()).c_str());
+    return false;
+  }
+  return true;
+}
 
 /// Blocks SIGINT and SIGTERM in every thread started from now on, so that the main thread
 /// can wait for them.
@@ -73,6 +112,18 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   auto signals = block_stop_signals();
 
   auto db = std::make_shared<const storage::database>(config::parse_database_url(cfg.database));
+  const auto& cluster = cfg.cluster;
+  if (cluster.enabled() && db->is_sqlite()) {
+    std::fprintf(stderr,
+                 "tollgate: a cluster needs PostgreSQL, but the database is SQLite (%s). Nodes "
+                 "share their ledger and shard leases through one PostgreSQL: start every node "
+                 "with --database postgresql://..., or drop --cluster-listen to run a single "
+                 "node on SQLite.\n",
+                 cfg.database.c_str());
+    return 1;
+  }
+  auto node_id = cluster.node_id.empty() && cluster.enabled() ? config::to_string(*cluster.listen)
+                                                              : cluster.node_id;
   std::string admin_hash;
   try {
     auto sql = db->open();
@@ -88,7 +139,7 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
     return 1;
   }
 
-  system_config sys_cfg;
+  system_config sys_cfg(cluster);
   caf::actor_system sys{sys_cfg};
   std::size_t readers = db->is_sqlite() ? 2 : 4;
   db_pool pool(sys, db, readers);
@@ -96,11 +147,16 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   auto ledger = sys.spawn(ledger_writer, committer);
   schemas::rate_limits default_limits{cfg.limits.rpm.value_or(0), cfg.limits.tpm.value_or(0),
                                       cfg.limits.rpd.value_or(0)};
-  auto directory = sys.spawn(directory_actor, pool, ledger, default_limits, cfg.actors.idle);
+  auto directory =
+      cluster.enabled()
+          ? sys.spawn(clustered_directory_actor, pool, ledger, default_limits, cfg.actors.idle,
+                      node_id, static_cast<int32_t>(cluster.shards), middleman_of(sys, cluster))
+          : sys.spawn(directory_actor, pool, ledger, default_limits, cfg.actors.idle);
   auto loop = std::make_shared<upstream_loop>();
   auto model_router = sys.spawn(router_actor, model_catalog(cfg), cfg.routing);
   auto providers = sys.spawn(provider_supervisor, cfg.providers, loop, model_router);
-  auto admin = sys.spawn(admin_actor, pool, directory, model_router, providers, std::move(reread));
+  auto admin = sys.spawn(admin_actor, pool, directory, model_router, providers, std::move(reread),
+                         node_id, static_cast<int32_t>(cluster.shards));
 
   auto ctx = std::make_shared<route_context>();
   ctx->system = &sys;
@@ -123,6 +179,30 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
       caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
     return 1;
   }
+  caf::actor agent;
+  if (cluster.enabled()) {
+    if (!publish_directory(sys, cluster, directory)) {
+      front.stop();
+      for (auto& a : {admin, directory, ledger, model_router, providers})
+        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+      for (auto& w : pool.workers())
+        caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+      return 1;
+    }
+    for (const auto& seed : cluster.seeds) {
+      auto peer = sys.middleman().remote_actor(seed.host, seed.port);
+      if (!peer)
+        spdlog::warn("cluster: seed {} is not reachable ({}); members are also found in the "
+                     "database",
+                     config::to_string(seed), sys.render(peer.error()));
+    }
+    storage::node_row me{
+        node_id, config::to_string(*cluster.listen), config::to_string(cfg.listen), "active", 0, 0};
+    agent = sys.spawn(cluster_agent, me, static_cast<int32_t>(cluster.shards), cluster.lease,
+                      sys.spawn<caf::detached>(db_worker, db), directory);
+    std::printf("tollgate cluster node %s: peers reach it on %s\n", node_id.c_str(),
+                config::to_string(*cluster.listen).c_str());
+  }
   std::printf("tollgate %s listening on http://%s (database %s)\n",
               std::string(config::version()).c_str(), config::to_string(cfg.listen).c_str(),
               db->is_sqlite() ? db->url().sqlite_path.c_str() : "postgresql");
@@ -137,8 +217,27 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
     spdlog::info("SIGHUP: reloading the configuration");
     caf::anon_send(admin, reload_atom_v, admin_meta{"signal", ""});
   }
+  if (agent) {
+    // Hand every shard over first: calls keep coming and are relayed to the new owners.
+    spdlog::info("cluster: draining node {}", node_id);
+    caf::scoped_actor waiter{sys};
+    waiter->request(agent, cfg.http.request_timeout, leave_atom_v)
+        .receive([](bool) {},
+                 [&](caf::error& err) {
+                   spdlog::warn("cluster: hand-over incomplete: {}", sys.render(err));
+                 });
+  }
   drain(*ctx, cfg.http.request_timeout);
   front.stop();
+  if (agent) {
+    caf::anon_send_exit(agent, caf::exit_reason::user_shutdown);
+    try {
+      auto sql = db->open();
+      storage::cluster_repository(*sql).set_state(node_id, "left");
+    } catch (const std::exception& e) {
+      spdlog::warn("cluster: could not record leaving: {}", e.what());
+    }
+  }
   for (auto& a : {admin, directory, ledger, model_router, providers})
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (auto& w : pool.workers())

@@ -528,6 +528,8 @@ void route_attempt(self_ptr self, const ctx_ptr& ctx) {
           });
 }
 
+void admit(self_ptr self, const ctx_ptr& ctx, int attempts);
+
 void hold_credits(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
   st.step = phase::holding;
@@ -547,6 +549,12 @@ void hold_credits(self_ptr self, const ctx_ptr& ctx) {
             auto& now = self->state;
             self->send(ctx->actors.router, outcome_atom_v,
                        call_outcome{now.route.deployment, false, false, 0, 0, false});
+            if (is_receiver_gone(err) && now.readmissions < 3) {
+              ++now.readmissions;
+              now.step = phase::admitting;
+              admit(self, ctx, 2);
+              return;
+            }
             fail(self, ctx, api_failure_of(err));
           });
 }

@@ -72,6 +72,9 @@ struct proxy_request_state {
   using chunked_response = restinio::response_builder_t<restinio::chunked_output_t>;
 
   phase step = phase::admitting;
+  /// Times the user actor was gone when the hold was asked (passivated, or its shard moved
+  /// to another node): the call is admitted again, which finds the user where it is now.
+  int readmissions = 0;
   std::unique_ptr<active_call> counted;
   admission admitted;
   route_plan route; ///< The current attempt's deployment.

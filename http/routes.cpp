@@ -256,6 +256,12 @@ std::vector<route> routes() {
          auto q = usage_query_of(c);
          return q ? to_admin(ctx, c, usage_report_atom_v, std::move(*q)) : reject(c, q.error());
        }},
+      {http_method_get(), "/admin/cluster", auth::admin,
+       [](const ctx_ptr& ctx, const call& c) { return to_admin(ctx, c, cluster_atom_v); }},
+      {http_method_post(), "/admin/cluster/drain/:node", auth::admin,
+       [](const ctx_ptr& ctx, const call& c) {
+         return to_admin(ctx, c, leave_atom_v, param(c, "node"), meta_of(c));
+       }},
       {http_method_get(), "/admin/providers", auth::admin,
        [](const ctx_ptr& ctx, const call& c) { return to_admin(ctx, c, providers_atom_v); }},
       {http_method_post(), "/admin/providers/:name/trip", auth::admin,

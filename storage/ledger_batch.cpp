@@ -1,5 +1,8 @@
 #include "storage/ledger_batch.hpp"
 
+#include <map>
+#include <utility>
+
 namespace tollgate::storage {
 
 std::vector<ledger_result> ledger_batch_writer::commit(const std::vector<ledger_post>& posts) {
@@ -7,7 +10,19 @@ std::vector<ledger_result> ledger_batch_writer::commit(const std::vector<ledger_
   out.reserve(posts.size());
   try {
     soci::transaction tx(sql_);
+    // Each (shard, epoch) once per batch; the row lock taken by the check lasts until the
+    // commit, so no other node can acquire the shard in between.
+    std::map<std::pair<int32_t, int64_t>, bool> fences;
+    for (const auto& post : posts)
+      if (post.shard >= 0)
+        fences.try_emplace({post.shard, post.epoch}, false);
+    for (auto& [fence, holds] : fences)
+      holds = cluster_.fence_holds(fence.first, fence.second);
     for (const auto& post : posts) {
+      if (post.shard >= 0 && !fences[{post.shard, post.epoch}]) {
+        out.push_back({apply_status::fenced, post.change, "the shard lease moved to another node"});
+        continue;
+      }
       if (!post.usage.request_id.empty())
         usage_.append(post.usage);
       if (post.change.amount == 0) {

@@ -8,6 +8,7 @@
 
 #include "schemas/records.hpp"
 #include "storage/audit_repository.hpp"
+#include "storage/cluster_repository.hpp"
 #include "storage/ledger_repository.hpp"
 #include "storage/usage_repository.hpp"
 
@@ -20,10 +21,14 @@ struct ledger_post {
   int64_t floor = 0;            ///< The balance may not fall below this.
   audit_record audit;           ///< Written with the change when `audit.action` is set.
   usage_record usage;           ///< Written with the change when `usage.request_id` is set.
+  /// In a cluster: the user's shard and the epoch of the lease its actor was started under.
+  /// The post commits only while that lease is current. -1: no check (a single node).
+  int32_t shard = -1;
+  int64_t epoch = 0;
 
   template <class Inspector>
   friend auto inspect(Inspector& f, ledger_post& x) {
-    return f(x.change, x.floor, x.audit, x.usage);
+    return f(x.change, x.floor, x.audit, x.usage, x.shard, x.epoch);
   }
 };
 
@@ -46,11 +51,13 @@ public:
       : sql_(sql)
       , ledger_(sql)
       , usage_(sql)
-      , audit_(sql) {}
+      , audit_(sql)
+      , cluster_(sql) {}
 
   /// Commits all posts in one transaction (one fsync for the lot) and returns one result
   /// per post, in order. If the transaction fails, every result is `failed` and nothing is
-  /// written.
+  /// written. Posts whose shard lease is no longer current are `fenced`: the check and the
+  /// writes share the transaction (I5).
   std::vector<ledger_result> commit(const std::vector<ledger_post>& posts);
 
 private:
@@ -58,6 +65,7 @@ private:
   ledger_repository ledger_;
   usage_repository usage_;
   audit_repository audit_;
+  cluster_repository cluster_;
 };
 
 /// One batch on a writer made for it (statements prepared for this batch only).

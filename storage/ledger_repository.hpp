@@ -19,6 +19,7 @@ enum class apply_status {
   insufficient, ///< The balance would fall below the floor; nothing written.
   no_account,   ///< No such user; nothing written.
   failed,       ///< The store failed; nothing written.
+  fenced,       ///< The node no longer owns the user's shard at this epoch; nothing written.
 };
 
 struct apply_outcome {

@@ -1,10 +1,13 @@
 #include "actors/admin/admin_actor.hpp"
 
+#include <map>
+
 #include <nlohmann/json.hpp>
 
 #include "schemas/key_format.hpp"
 #include "schemas/records_json.hpp"
 #include "storage/audit_repository.hpp"
+#include "storage/cluster_repository.hpp"
 #include "storage/database.hpp"
 #include "storage/keys_repository.hpp"
 #include "storage/ledger_repository.hpp"
@@ -79,6 +82,7 @@ http_reply credit_reply(const storage::ledger_result& result, const schemas::cre
   case apply_status::no_account:
     return error_reply(no_user(e.user_id));
   case apply_status::failed:
+  case apply_status::fenced:
     break;
   }
   return error_reply(schemas::unavailable("the ledger could not commit; nothing was changed",
@@ -162,16 +166,97 @@ json usage_report(soci::session& sql, const usage_query& q, int64_t to) {
           {"data", std::move(data)},  {"total", std::move(total)}};
 }
 
+/// GET /admin/cluster: members with their shard counts, and every lease with its epoch.
+json cluster_json(const std::string& self, int32_t shards, int64_t now,
+                  const std::vector<storage::node_row>& nodes,
+                  const std::vector<storage::lease_row>& leases) {
+  std::map<std::string, int64_t> held;
+  json lease_list = json::array();
+  int64_t free_shards = 0;
+  for (const auto& l : leases) {
+    bool live = !l.node_id.empty() && l.expires_at > now;
+    if (live)
+      ++held[l.node_id];
+    else
+      ++free_shards;
+    lease_list.push_back({{"shard", l.shard},
+                          {"node_id", live ? json(l.node_id) : json(nullptr)},
+                          {"epoch", l.epoch},
+                          {"expires_in_ms", live ? l.expires_at - now : 0}});
+  }
+  json members = json::array();
+  for (const auto& n : nodes) {
+    bool alive = n.expires_at > now && n.state != "left";
+    members.push_back(
+        {{"node_id", n.node_id},
+         {"cluster_address", n.cluster_address},
+         {"http_address", n.http_address},
+         {"state", alive ? n.state : std::string(n.state == "left" ? "left" : "down")},
+         {"alive", alive},
+         {"lease_expires_in_ms", alive ? n.expires_at - now : 0},
+         {"shards", held.count(n.node_id) ? held[n.node_id] : 0}});
+  }
+  return {{"object", "cluster"},
+          {"enabled", true},
+          {"node_id", self},
+          {"shards", shards},
+          {"free_shards", free_shards},
+          {"members", std::move(members)},
+          {"leases", std::move(lease_list)}};
+}
+
 } // namespace
 
 caf::behavior admin_actor(caf::stateful_actor<admin_state>* self, db_pool db, caf::actor directory,
-                          caf::actor router, caf::actor providers, config_reader read_config) {
+                          caf::actor router, caf::actor providers, config_reader read_config,
+                          std::string node_id, int32_t shards) {
+  self->state.node_id = std::move(node_id);
+  self->state.shards = shards;
   self->state.db = std::move(db);
   self->state.directory = std::move(directory);
   self->state.router = std::move(router);
   self->state.providers = std::move(providers);
   self->state.read_config = std::move(read_config);
   return {
+      [=](cluster_atom) {
+        auto node = self->state.node_id;
+        auto count = self->state.shards;
+        auto promise = self->make_response_promise();
+        if (node.empty()) {
+          promise.deliver(
+              http_reply{200, json{{"object", "cluster"}, {"enabled", false}}.dump(), false});
+          return promise;
+        }
+        run_db(self, self->state.db,
+               [=](soci::session& sql) {
+                 storage::cluster_repository repo(sql);
+                 return caf::make_message(http_reply{
+                     200, cluster_json(node, count, repo.now(), repo.nodes(), repo.leases()).dump(),
+                     false});
+               })
+            .then([=](http_reply& reply) mutable { promise.deliver(std::move(reply)); },
+                  [=](caf::error& err) mutable {
+                    promise.deliver(error_reply(api_failure_of(err)));
+                  });
+        return promise;
+      },
+      [=](leave_atom, const std::string& node, admin_meta& meta) {
+        auto promise = self->make_response_promise();
+        run_db(self, self->state.db,
+               [=](soci::session& sql) {
+                 if (!storage::cluster_repository(sql).set_state(node, "draining"))
+                   return caf::make_message(
+                       error_reply(schemas::not_found("no cluster node '" + node + "'")));
+                 auto body = json{{"node_id", node}, {"state", "draining"}}.dump();
+                 audit(sql, meta, "cluster.drain", node, {}, body);
+                 return caf::make_message(http_reply{202, body, false});
+               })
+            .then([=](http_reply& reply) mutable { promise.deliver(std::move(reply)); },
+                  [=](caf::error& err) mutable {
+                    promise.deliver(error_reply(api_failure_of(err)));
+                  });
+        return promise;
+      },
       [=](providers_atom) {
         return self->make_response_promise().delegate(self->state.router, providers_atom_v);
       },

@@ -1,10 +1,13 @@
 #include "actors/directory/directory_actor.hpp"
 
+#include "actors/cluster/shard_map.hpp"
 #include "actors/key/key_actor.hpp"
 #include "actors/metrics/metrics.hpp"
 #include "actors/user/user_actor.hpp"
 #include "storage/keys_repository.hpp"
 #include "storage/users_repository.hpp"
+
+#include <spdlog/spdlog.h>
 
 namespace tollgate {
 
@@ -32,6 +35,13 @@ void finish_loading(std::unordered_map<std::string, std::vector<waiter>>& loadin
     w(result);
 }
 
+caf::error shard_moving() {
+  return make_api_failure(schemas::unavailable(
+      "this account is moving between gateway nodes; retry in a moment", "shard_moving"));
+}
+
+void resolve_user(self_ptr self, const std::string& user_id, waiter done);
+
 void activate_user(self_ptr self, const std::string& user_id, waiter done) {
   auto& st = self->state;
   if (auto it = st.users.find(user_id); it != st.users.end()) {
@@ -53,8 +63,19 @@ void activate_user(self_ptr self, const std::string& user_id, waiter done) {
       .then(
           [=](schemas::user_record& user) {
             auto& now = self->state;
+            shard_fence fence;
+            if (now.cluster.enabled) {
+              fence.shard = cluster::shard_of(user_id, now.cluster.shards);
+              auto served = now.cluster.serving.find(fence.shard);
+              if (served == now.cluster.serving.end()) {
+                // The shard left this node while the user loaded: the caller retries.
+                finish_loading(now.loading_users, user_id, shard_moving());
+                return;
+              }
+              fence.epoch = served->second;
+            }
             auto handle = self->spawn(user_actor, std::move(user), now.ledger,
-                                      caf::actor_cast<caf::actor>(self), now.idle);
+                                      caf::actor_cast<caf::actor>(self), now.idle, fence);
             self->monitor(handle);
             now.users.emplace(user_id, handle);
             user_actors().add(1);
@@ -84,7 +105,7 @@ void activate_key(self_ptr self, const std::string& key_hash, waiter done) {
       .then(
           [=](schemas::key_record& key) {
             auto user_id = key.user_id;
-            activate_user(self, user_id, [=](caf::expected<caf::actor> user) mutable {
+            resolve_user(self, user_id, [=](caf::expected<caf::actor> user) mutable {
               auto& now = self->state;
               if (!user) {
                 finish_loading(now.loading_keys, key_hash, user.error());
@@ -117,25 +138,29 @@ waiter delegate_to(caf::response_promise promise, Ts... xs) {
 /// Passes `xs` on to the entity's actor if it is active; an inactive one has nothing to
 /// update (it loads the stored state when activated).
 template <class... Ts>
-caf::response_promise forward_if_active(self_ptr self, const caf::actor* target, Ts... xs) {
-  auto promise = self->make_response_promise();
+void forward_if_active(caf::response_promise promise, const caf::actor* target, Ts... xs) {
   if (target)
     promise.delegate(*target, xs...);
   else
     promise.deliver(caf::unit);
-  return promise;
 }
 
-/// Forgets an actor that ended without being passivated (it crashed): the next call
-/// activates a fresh one from the committed state.
+void forget_entry(self_ptr self,
+                  std::unordered_map<std::string, directory_state::key_entry>::iterator it) {
+  auto& st = self->state;
+  if (--st.keys_per_user[it->second.user_id] <= 0)
+    st.keys_per_user.erase(it->second.user_id);
+  st.keys.erase(it);
+  key_actors().add(-1);
+}
+
+/// Forgets an actor that ended without being passivated (it crashed, or its user actor
+/// ended): the next call activates a fresh one from the committed state.
 void forget(self_ptr self, const caf::actor_addr& gone) {
   auto& st = self->state;
   for (auto it = st.keys.begin(); it != st.keys.end(); ++it) {
     if (it->second.handle.address() == gone) {
-      if (--st.keys_per_user[it->second.user_id] <= 0)
-        st.keys_per_user.erase(it->second.user_id);
-      st.keys.erase(it);
-      key_actors().add(-1);
+      forget_entry(self, it);
       return;
     }
   }
@@ -146,21 +171,269 @@ void forget(self_ptr self, const caf::actor_addr& gone) {
       return;
     }
   }
+  auto& remote = st.cluster.remote;
+  for (auto it = remote.begin(); it != remote.end(); ++it) {
+    if (it->second.address() == gone) {
+      spdlog::info("cluster: lost the connection to node {}", it->first);
+      remote.erase(it);
+      return;
+    }
+  }
 }
 
 bool is_sender(self_ptr self, const caf::actor& handle) {
   return self->current_sender() == caf::actor_cast<caf::strong_actor_ptr>(handle);
 }
 
-} // namespace
+// -- cluster routing ---------------------------------------------------------------------
 
-caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
-                              caf::actor ledger, schemas::rate_limits default_limits,
-                              std::chrono::seconds idle) {
-  self->state.default_limits = default_limits;
-  self->state.db = std::move(db);
-  self->state.ledger = std::move(ledger);
-  self->state.idle = idle;
+/// How often a call may be passed between nodes before it waits for the views to agree.
+constexpr int max_hops = 2;
+/// How long a call waits for its shard to settle on a node.
+constexpr auto park_limit = std::chrono::seconds(20);
+
+/// The entity's shard; 0 on a single node (one shard, always here).
+int32_t shard_of(self_ptr self, const std::string& id) {
+  const auto& c = self->state.cluster;
+  return c.enabled ? cluster::shard_of(id, c.shards) : 0;
+}
+
+bool serves(self_ptr self, int32_t shard) {
+  const auto& c = self->state.cluster;
+  return c.serving.count(shard) > 0 && c.releasing.count(shard) == 0;
+}
+
+void retry_waiting(self_ptr self) {
+  auto waiting = std::move(self->state.cluster.waiting);
+  self->state.cluster.waiting.clear();
+  auto now = std::chrono::steady_clock::now();
+  for (auto& w : waiting) {
+    if (now >= w.deadline)
+      w.expire();
+    else
+      w.retry();
+  }
+}
+
+void park(self_ptr self, std::function<void()> retry, std::function<void()> expire) {
+  auto& c = self->state.cluster;
+  c.waiting.push_back(
+      {std::chrono::steady_clock::now() + park_limit, std::move(retry), std::move(expire)});
+}
+
+/// Opens a middleman connection to a member's directory; parked calls retry once it is up.
+void connect(self_ptr self, const std::string& node) {
+  auto& c = self->state.cluster;
+  auto address = c.addresses.find(node);
+  if (address == c.addresses.end() || c.connecting.count(node) || !c.middleman)
+    return;
+  config::listen_address where;
+  try {
+    where = config::parse_listen_address(address->second);
+  } catch (const std::exception& e) {
+    spdlog::warn("cluster: node {} has a bad address {}: {}", node, address->second, e.what());
+    return;
+  }
+  c.connecting.insert(node);
+  self->request(c.middleman, caf::infinite, caf::connect_atom::value, where.host, where.port)
+      .then(
+          [=](const caf::node_id&, caf::strong_actor_ptr& peer, const std::set<std::string>&) {
+            auto& now = self->state.cluster;
+            now.connecting.erase(node);
+            if (!peer) {
+              spdlog::warn("cluster: node {} publishes no directory", node);
+              return;
+            }
+            auto handle = caf::actor_cast<caf::actor>(peer);
+            self->monitor(handle);
+            now.remote[node] = handle;
+            spdlog::info("cluster: connected to node {} at {}", node, to_string(where));
+            retry_waiting(self);
+          },
+          [=](caf::error& err) {
+            self->state.cluster.connecting.erase(node);
+            spdlog::warn("cluster: cannot reach node {}: {}", node, to_string(err));
+          });
+}
+
+using local_action = std::function<void(caf::response_promise)>;
+
+/// Runs `local` if this node serves `shard`; passes `msg` to the owning node's directory if
+/// another node holds the shard; otherwise (a hand-off under way) waits for the views to
+/// settle, then tries again.
+void route(self_ptr self, int32_t shard, caf::message msg, int hops, caf::response_promise promise,
+           local_action local) {
+  auto& c = self->state.cluster;
+  if (!c.enabled || serves(self, shard)) {
+    local(std::move(promise));
+    return;
+  }
+  const auto& owner = static_cast<std::size_t>(shard) < c.owners.size()
+                          ? c.owners[static_cast<std::size_t>(shard)]
+                          : std::string();
+  if (!owner.empty() && owner != c.self_id && hops < max_hops) {
+    if (auto it = c.remote.find(owner); it != c.remote.end()) {
+      promise.delegate(it->second, relay_atom_v, hops + 1, std::move(msg));
+      return;
+    }
+    connect(self, owner);
+  }
+  park(
+      self, [=] { route(self, shard, msg, hops, promise, local); },
+      [promise]() mutable { promise.deliver(shard_moving()); });
+}
+
+/// Resolves a user actor wherever its shard lives: here, or through its node's directory.
+void resolve_user(self_ptr self, const std::string& user_id, waiter done) {
+  auto& c = self->state.cluster;
+  if (!c.enabled || serves(self, shard_of(self, user_id))) {
+    activate_user(self, user_id, std::move(done));
+    return;
+  }
+  self->request(caf::actor_cast<caf::actor>(self), caf::infinite, resolve_user_atom_v, user_id)
+      .then([=](caf::actor& user) { done(user); }, [=](caf::error& err) { done(err); });
+}
+
+/// Handles a call addressed to an entity, here or on the node that owns it. The same code
+/// serves calls from this node's requests and calls relayed by other nodes (`hops` > 0).
+void dispatch(self_ptr self, caf::message msg, int hops, caf::response_promise promise) {
+  if (msg.match_elements<authenticate_atom, std::string, std::string>()) {
+    auto key_hash = msg.get_as<std::string>(1);
+    auto client_ip = msg.get_as<std::string>(2);
+    route(self, shard_of(self, key_hash), std::move(msg), hops, std::move(promise),
+          [=](caf::response_promise p) {
+            activate_key(self, key_hash, delegate_to(p, authenticate_atom_v, client_ip));
+          });
+  } else if (msg.match_elements<admit_atom, std::string, admission_request>()) {
+    auto key_hash = msg.get_as<std::string>(1);
+    auto req = msg.get_as<admission_request>(2);
+    route(self, shard_of(self, key_hash), std::move(msg), hops, std::move(promise),
+          [=](caf::response_promise p) {
+            activate_key(self, key_hash, delegate_to(p, admit_atom_v, req));
+          });
+  } else if (msg.match_elements<resolve_user_atom, std::string>()) {
+    auto user_id = msg.get_as<std::string>(1);
+    route(self, shard_of(self, user_id), std::move(msg), hops, std::move(promise),
+          [=](caf::response_promise p) {
+            activate_user(self, user_id, [p](caf::expected<caf::actor> user) mutable {
+              if (user)
+                p.deliver(*user);
+              else
+                p.deliver(user.error());
+            });
+          });
+  } else if (msg.match_elements<credit_atom, std::string, credit_order>()) {
+    auto user_id = msg.get_as<std::string>(1);
+    auto order = msg.get_as<credit_order>(2);
+    route(self, shard_of(self, user_id), std::move(msg), hops, std::move(promise),
+          [=](caf::response_promise p) {
+            activate_user(self, user_id, delegate_to(p, credit_atom_v, order));
+          });
+  } else if (msg.match_elements<user_changed_atom, schemas::user_record>()) {
+    auto user = msg.get_as<schemas::user_record>(1);
+    route(self, shard_of(self, user.id), std::move(msg), hops, std::move(promise),
+          [=](caf::response_promise p) {
+            auto& users = self->state.users;
+            auto it = users.find(user.id);
+            forward_if_active(p, it == users.end() ? nullptr : &it->second, update_atom_v, user);
+          });
+  } else if (msg.match_elements<revoke_atom, std::string, int64_t>()) {
+    auto key_hash = msg.get_as<std::string>(1);
+    auto revoked_at = msg.get_as<int64_t>(2);
+    route(self, shard_of(self, key_hash), std::move(msg), hops, std::move(promise),
+          [=](caf::response_promise p) {
+            auto& keys = self->state.keys;
+            auto it = keys.find(key_hash);
+            forward_if_active(p, it == keys.end() ? nullptr : &it->second.handle, revoke_atom_v,
+                              revoked_at);
+          });
+  } else {
+    promise.deliver(
+        make_api_failure(schemas::internal_error("the directory got a call it does not know")));
+  }
+}
+
+caf::response_promise dispatch_here(self_ptr self, caf::message msg) {
+  auto promise = self->make_response_promise();
+  dispatch(self, std::move(msg), 0, promise);
+  return promise;
+}
+
+/// Ends the key and user actors of a shard that left this node.
+void stop_shard(self_ptr self, int32_t shard) {
+  auto& st = self->state;
+  for (auto it = st.keys.begin(); it != st.keys.end();) {
+    auto next = std::next(it);
+    if (shard_of(self, it->first) == shard) {
+      self->demonitor(it->second.handle);
+      self->send_exit(it->second.handle, caf::exit_reason::user_shutdown);
+      forget_entry(self, it);
+    }
+    it = next;
+  }
+  for (auto it = st.users.begin(); it != st.users.end();) {
+    if (shard_of(self, it->first) == shard) {
+      self->demonitor(it->second);
+      self->send_exit(it->second, caf::exit_reason::user_shutdown);
+      it = st.users.erase(it);
+      user_actors().add(-1);
+    } else {
+      ++it;
+    }
+  }
+}
+
+/// A hand-off in progress: done once the shard's users have no open holds (or in time).
+struct release_job {
+  std::chrono::steady_clock::time_point deadline;
+  std::vector<caf::response_promise> waiting;
+};
+/// How long a hand-off waits for open calls of the shard to end.
+constexpr auto release_limit = std::chrono::seconds(30);
+
+void check_release(self_ptr self, int32_t shard,
+                   std::shared_ptr<std::map<int32_t, release_job>> jobs) {
+  auto& st = self->state;
+  auto finish = [=] {
+    auto& now = self->state;
+    stop_shard(self, shard);
+    now.cluster.serving.erase(shard);
+    now.cluster.releasing.erase(shard);
+    auto node = jobs->extract(shard);
+    if (!node.empty())
+      for (auto& p : node.mapped().waiting)
+        p.deliver(true);
+    retry_waiting(self);
+  };
+  std::vector<caf::actor> users;
+  for (auto& [id, handle] : st.users)
+    if (shard_of(self, id) == shard)
+      users.push_back(handle);
+  if (users.empty() || std::chrono::steady_clock::now() >= (*jobs)[shard].deadline) {
+    finish();
+    return;
+  }
+  auto open = std::make_shared<int64_t>(0);
+  auto pending = std::make_shared<std::size_t>(users.size());
+  auto answered = [=] {
+    if (--*pending > 0)
+      return;
+    if (*open == 0)
+      finish();
+    else
+      self->delayed_send(self, std::chrono::milliseconds(50), release_atom_v, shard, true);
+  };
+  for (auto& user : users)
+    self->request(user, std::chrono::seconds(5), open_work_atom_v)
+        .then(
+            [=](int64_t n) {
+              *open += n;
+              answered();
+            },
+            [=](caf::error&) { answered(); });
+}
+
+caf::behavior directory_behavior(self_ptr self) {
   self->set_down_handler([=](caf::down_msg& msg) { forget(self, msg.source); });
   // Key and user actors end with the directory (node shutdown).
   self->set_exit_handler([=](caf::exit_msg& msg) {
@@ -170,43 +443,30 @@ caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_poo
       self->send_exit(handle, msg.reason);
     self->quit(msg.reason);
   });
+  auto releases = std::make_shared<std::map<int32_t, release_job>>();
   return {
       [=](authenticate_atom, const std::string& key_hash, const std::string& client_ip) {
-        auto promise = self->make_response_promise();
-        activate_key(self, key_hash, delegate_to(promise, authenticate_atom_v, client_ip));
-        return promise;
+        return dispatch_here(self, caf::make_message(authenticate_atom_v, key_hash, client_ip));
       },
       [=](admit_atom, const std::string& key_hash, admission_request& req) {
-        auto promise = self->make_response_promise();
-        activate_key(self, key_hash, delegate_to(promise, admit_atom_v, std::move(req)));
-        return promise;
+        return dispatch_here(self, caf::make_message(admit_atom_v, key_hash, std::move(req)));
       },
       [=](resolve_user_atom, const std::string& user_id) {
-        auto promise = self->make_response_promise();
-        activate_user(self, user_id, [=](caf::expected<caf::actor> user) mutable {
-          if (user)
-            promise.deliver(*user);
-          else
-            promise.deliver(user.error());
-        });
-        return promise;
+        return dispatch_here(self, caf::make_message(resolve_user_atom_v, user_id));
       },
       [=](credit_atom, const std::string& user_id, credit_order& order) {
-        auto promise = self->make_response_promise();
-        activate_user(self, user_id, delegate_to(promise, credit_atom_v, std::move(order)));
-        return promise;
+        return dispatch_here(self, caf::make_message(credit_atom_v, user_id, std::move(order)));
       },
       [=](user_changed_atom, schemas::user_record& user) {
-        auto& users = self->state.users;
-        auto it = users.find(user.id);
-        return forward_if_active(self, it == users.end() ? nullptr : &it->second, update_atom_v,
-                                 std::move(user));
+        return dispatch_here(self, caf::make_message(user_changed_atom_v, std::move(user)));
       },
       [=](revoke_atom, const std::string& key_hash, int64_t revoked_at) {
-        auto& keys = self->state.keys;
-        auto it = keys.find(key_hash);
-        return forward_if_active(self, it == keys.end() ? nullptr : &it->second.handle,
-                                 revoke_atom_v, revoked_at);
+        return dispatch_here(self, caf::make_message(revoke_atom_v, key_hash, revoked_at));
+      },
+      [=](relay_atom, int hops, caf::message& inner) {
+        auto promise = self->make_response_promise();
+        dispatch(self, std::move(inner), hops, promise);
+        return promise;
       },
       [=](passivate_atom, const std::string& kind, const std::string& id) {
         auto& st = self->state;
@@ -214,17 +474,15 @@ caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_poo
           auto it = st.keys.find(id);
           if (it == st.keys.end() || !is_sender(self, it->second.handle))
             return false;
-          if (--st.keys_per_user[it->second.user_id] <= 0)
-            st.keys_per_user.erase(it->second.user_id);
           // Passivated actors end normally: only a crash needs the down message (and its
           // scan of every entry).
           self->demonitor(it->second.handle);
-          st.keys.erase(it);
-          key_actors().add(-1);
+          forget_entry(self, it);
           return true;
         }
         auto it = st.users.find(id);
-        // A user actor outlives every key actor that hands out its handle.
+        // A user actor outlives every key actor here that hands out its handle (key actors
+        // on other nodes watch it and end with it).
         if (it == st.users.end() || !is_sender(self, it->second) || st.keys_per_user.count(id) > 0)
           return false;
         self->demonitor(it->second);
@@ -237,7 +495,88 @@ caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_poo
         return std::make_tuple(static_cast<int64_t>(st.users.size()),
                                static_cast<int64_t>(st.keys.size()));
       },
+      // -- from this node's cluster agent
+      [=](own_atom, int32_t shard, int64_t epoch) {
+        auto& c = self->state.cluster;
+        c.serving[shard] = epoch;
+        c.releasing.erase(shard);
+        if (static_cast<std::size_t>(shard) < c.owners.size())
+          c.owners[static_cast<std::size_t>(shard)] = c.self_id;
+        retry_waiting(self);
+      },
+      [=](drop_atom, int32_t shard) {
+        auto& c = self->state.cluster;
+        stop_shard(self, shard);
+        c.serving.erase(shard);
+        c.releasing.erase(shard);
+        retry_waiting(self);
+      },
+      [=](release_atom, int32_t shard) {
+        auto& c = self->state.cluster;
+        auto promise = self->make_response_promise();
+        if (!c.serving.count(shard)) {
+          promise.deliver(true);
+          return promise;
+        }
+        c.releasing.insert(shard);
+        auto [job, first] = releases->try_emplace(shard);
+        job->second.waiting.push_back(promise);
+        if (first) {
+          job->second.deadline = std::chrono::steady_clock::now() + release_limit;
+          check_release(self, shard, releases);
+        }
+        return promise;
+      },
+      [=](release_atom, int32_t shard, bool) { check_release(self, shard, releases); },
+      [=](cluster_view& view) {
+        auto& c = self->state.cluster;
+        c.owners = std::move(view.owners);
+        for (auto& [shard, epoch] : c.serving)
+          if (static_cast<std::size_t>(shard) < c.owners.size())
+            c.owners[static_cast<std::size_t>(shard)] = c.self_id;
+        c.addresses = std::move(view.addresses);
+        for (auto it = c.remote.begin(); it != c.remote.end();) {
+          if (!c.addresses.count(it->first)) {
+            self->demonitor(it->second);
+            it = c.remote.erase(it);
+          } else {
+            ++it;
+          }
+        }
+        retry_waiting(self);
+      },
   };
+}
+
+void init(self_ptr self, db_pool db, caf::actor ledger, schemas::rate_limits default_limits,
+          std::chrono::seconds idle) {
+  self->state.default_limits = default_limits;
+  self->state.db = std::move(db);
+  self->state.ledger = std::move(ledger);
+  self->state.idle = idle;
+}
+
+} // namespace
+
+caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
+                              caf::actor ledger, schemas::rate_limits default_limits,
+                              std::chrono::seconds idle) {
+  init(self, std::move(db), std::move(ledger), default_limits, idle);
+  return directory_behavior(self);
+}
+
+caf::behavior clustered_directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
+                                        caf::actor ledger, schemas::rate_limits default_limits,
+                                        std::chrono::seconds idle, std::string node_id,
+                                        int32_t shards, caf::actor middleman) {
+  init(self, std::move(db), std::move(ledger), default_limits, idle);
+  auto& c = self->state.cluster;
+  c.enabled = true;
+  c.self_id = std::move(node_id);
+  c.shards = shards;
+  c.owners.assign(static_cast<std::size_t>(shards), std::string());
+  c.middleman = std::move(middleman);
+  return directory_behavior(self);
 }
 
 } // namespace tollgate

@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -12,6 +14,28 @@
 #include "actors/storage/db_worker.hpp"
 
 namespace tollgate {
+
+/// In a cluster: which shards this node serves, where the others live, and the calls
+/// waiting for a shard that is on its way between nodes.
+struct directory_routing {
+  bool enabled = false;
+  std::string self_id;
+  int32_t shards = 0;
+  std::vector<std::string> owners;              ///< By shard: lease holder, "" if none.
+  std::map<std::string, std::string> addresses; ///< Node id -> middleman host:port.
+  std::map<int32_t, int64_t> serving;           ///< Shard -> lease epoch.
+  std::set<int32_t> releasing;                  ///< Draining for a hand-off.
+  std::map<std::string, caf::actor> remote;     ///< Node id -> that node's directory.
+  std::set<std::string> connecting;
+  /// A call waiting for its shard to settle somewhere; retried on every change of view.
+  struct parked {
+    std::chrono::steady_clock::time_point deadline;
+    std::function<void()> retry;
+    std::function<void()> expire;
+  };
+  std::vector<parked> waiting;
+  caf::actor middleman; ///< CAF's middleman actor, to connect to other nodes.
+};
 
 struct directory_state {
   static inline constexpr const char* name = "directory";
@@ -32,6 +56,7 @@ struct directory_state {
   caf::actor ledger;
   schemas::rate_limits default_limits; ///< For keys that set none of their own.
   std::chrono::seconds idle{300};
+  directory_routing cluster;
 };
 
 /// Per node: resolves users and keys to their actors, activating them from storage on first
@@ -39,5 +64,13 @@ struct directory_state {
 caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                               caf::actor ledger, schemas::rate_limits default_limits,
                               std::chrono::seconds idle);
+
+/// The same in a cluster node: entities of shards this node serves live here; calls for
+/// other shards go to the owning node's directory; calls for a shard being handed over
+/// wait until it has a new owner.
+caf::behavior clustered_directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
+                                        caf::actor ledger, schemas::rate_limits default_limits,
+                                        std::chrono::seconds idle, std::string node_id,
+                                        int32_t shards, caf::actor middleman);
 
 } // namespace tollgate

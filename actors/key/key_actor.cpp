@@ -35,6 +35,13 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
   init.key = std::move(key);
   init.user = std::move(user);
   init.directory = std::move(directory);
+  // The user actor may live on another node and end first (passivated, crashed, or its
+  // shard moved): this actor then ends too, and the next call resolves the user afresh.
+  self->monitor(init.user);
+  self->set_down_handler([=](caf::down_msg& msg) {
+    if (msg.source == self->state.user.address())
+      self->quit();
+  });
   return {
       [=](authenticate_atom, const std::string& client_ip) -> caf::result<key_grant> {
         auto& st = self->state;

@@ -21,9 +21,19 @@ constexpr int ledger_attempts = 30;
 /// never dropped because the store hiccuped. `done` gets the final result.
 void post_durably(self_ptr self, storage::ledger_post post, int attempts,
                   std::function<void(storage::ledger_result)> done) {
+  post.shard = self->state.fence.shard;
+  post.epoch = self->state.fence.epoch;
   self->request(self->state.ledger, caf::infinite, post_atom_v, post)
       .then(
           [=](storage::ledger_result& result) mutable {
+            if (result.status == storage::apply_status::fenced) {
+              // This node lost the user's shard: its view of the balance may be stale.
+              spdlog::warn("ledger refused {} for {}: {}", post.change.request_id,
+                           self->state.user.id, result.error);
+              done(std::move(result));
+              self->quit();
+              return;
+            }
             if (result.status == storage::apply_status::failed && attempts > 1) {
               spdlog::warn("ledger commit failed for {}, retrying: {}", post.change.request_id,
                            result.error);
@@ -50,8 +60,10 @@ user_view view_of(const user_state& st) {
 } // namespace
 
 caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_record user,
-                         caf::actor ledger, caf::actor directory, std::chrono::seconds idle) {
+                         caf::actor ledger, caf::actor directory, std::chrono::seconds idle,
+                         shard_fence fence) {
   auto& init = self->state;
+  init.fence = fence;
   init.account = credit_account(user.balance);
   init.limiter = rate_limiter(user.limits);
   // A request actor that dies with a hold open (it crashed) never settles it: void it here.
@@ -166,6 +178,8 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         post.change = {0, st.user.id,   order.request_id, "credit",           order.amount,
                        0, order.reason, order.actor,      storage::unix_now()};
         post.floor = floor;
+        post.shard = st.fence.shard;
+        post.epoch = st.fence.epoch;
         post.audit = {0,
                       order.actor,
                       order.amount > 0 ? "credits.add" : "credits.remove",
@@ -176,6 +190,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
                       post.change.created_at};
         auto finish = [=](storage::ledger_result result) {
           auto& now = self->state;
+          bool fenced = result.status == storage::apply_status::fenced;
           if (reserved)
             now.account.finish_change(order.amount,
                                       result.status == storage::apply_status::committed);
@@ -190,6 +205,8 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
             p.deliver(result);
             first_asker = false;
           }
+          if (fenced)
+            self->quit(); // the shard moved: the new owner loads the user afresh
         };
         self->request(st.ledger, caf::infinite, post_atom_v, std::move(post))
             .then([=](storage::ledger_result& result) { finish(std::move(result)); },
@@ -197,6 +214,12 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
                     finish({storage::apply_status::failed, {}, to_string(err)});
                   });
         return promise;
+      },
+      [=](open_work_atom) {
+        // Asked while the node hands the user's shard over: what still has to end here.
+        auto& st = self->state;
+        return static_cast<int64_t>(st.hold_owners.size() + st.credits_in_flight.size() +
+                                    st.retries.size() + (st.account.idle() ? 0 : 1));
       },
       caf::after(idle) >>
           [=] {

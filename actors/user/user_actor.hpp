@@ -20,6 +20,10 @@ struct user_state {
   credit_account account;
   caf::actor ledger;
   caf::actor directory;
+  /// The user's shard and the lease epoch this actor was started under (cluster), stamped
+  /// on every ledger post: once the lease moves, the ledger refuses its posts (fenced) and
+  /// the actor ends, so the next call loads the user on the new owner.
+  shard_fence fence;
   /// Credits sent to the ledger, by request id: replays arriving meanwhile wait here.
   std::unordered_map<std::string, std::vector<caf::response_promise>> credits_in_flight;
   /// The user's own limits, across all of its keys.
@@ -43,6 +47,7 @@ struct user_state {
 
 /// One per account: owns the balance and open holds; the only writer of the balance.
 caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_record user,
-                         caf::actor ledger, caf::actor directory, std::chrono::seconds idle);
+                         caf::actor ledger, caf::actor directory, std::chrono::seconds idle,
+                         shard_fence fence);
 
 } // namespace tollgate

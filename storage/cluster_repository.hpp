@@ -1,0 +1,95 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <soci/soci.h>
+
+namespace tollgate::storage {
+
+/// A row of cluster_nodes.
+struct node_row {
+  std::string node_id;
+  std::string cluster_address; ///< host:port of its middleman.
+  std::string http_address;    ///< host:port of its HTTP front end.
+  std::string state;           ///< active, draining or left.
+  int64_t started_at = 0;      ///< Milliseconds on the database's clock.
+  int64_t expires_at = 0;
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, node_row& x) {
+    return f(x.node_id, x.cluster_address, x.http_address, x.state, x.started_at, x.expires_at);
+  }
+};
+
+/// A row of shard_leases.
+struct lease_row {
+  int32_t shard = 0;
+  std::string node_id; ///< Empty: free.
+  int64_t epoch = 0;
+  int64_t expires_at = 0;
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, lease_row& x) {
+    return f(x.shard, x.node_id, x.epoch, x.expires_at);
+  }
+};
+
+/// What a node sees of the cluster in one look at the database.
+struct cluster_snapshot {
+  int64_t now = 0;               ///< The database's clock, milliseconds.
+  std::string own_state;         ///< This node's state; empty if its membership lapsed.
+  std::vector<node_row> members; ///< Nodes whose membership lease has not expired.
+  std::vector<lease_row> leases; ///< Every shard.
+
+  template <class Inspector>
+  friend auto inspect(Inspector& f, cluster_snapshot& x) {
+    return f(x.now, x.own_state, x.members, x.leases);
+  }
+};
+
+/// cluster_nodes and shard_leases. Every time is judged by the database's clock, and every
+/// change of a lease is one conditional UPDATE, so two nodes can never both win a shard.
+class cluster_repository {
+public:
+  explicit cluster_repository(soci::session& sql);
+
+  /// The database's clock, milliseconds since the Unix epoch.
+  int64_t now();
+
+  /// Creates the rows of shards 0..count-1 that are missing.
+  void ensure_shards(int32_t count);
+
+  /// Joins (or rejoins) as an active member with a lease of `lease_ms`.
+  void register_node(const node_row& node, int64_t lease_ms);
+
+  /// Renews the membership and every lease the node holds, then reads the cluster. A node
+  /// whose membership had lapsed renews nothing and sees `own_state` empty.
+  cluster_snapshot renew(const std::string& node_id, int64_t lease_ms);
+
+  /// Takes a free or expired shard; returns the new epoch, or nothing if another node
+  /// holds a live lease.
+  std::optional<int64_t> acquire(int32_t shard, const std::string& node_id, int64_t lease_ms);
+
+  /// Gives a shard up if this node still holds it at `epoch`.
+  bool release(int32_t shard, const std::string& node_id, int64_t epoch);
+
+  /// Sets a member's state (draining, left); false if there is no such node.
+  bool set_state(const std::string& node_id, const std::string& state);
+
+  /// Whether (shard, epoch) is the live lease now. Inside a transaction on PostgreSQL it
+  /// also locks the lease row until the commit, so that no acquisition slips in between.
+  bool fence_holds(int32_t shard, int64_t epoch);
+
+  std::vector<node_row> nodes();
+  std::vector<lease_row> leases();
+
+private:
+  soci::session& sql_;
+  bool postgres_ = false;
+  std::string now_sql_; ///< The SQL expression of the database's clock.
+};
+
+} // namespace tollgate::storage
