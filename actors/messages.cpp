@@ -29,6 +29,11 @@ schemas::api_error api_failure_of(const caf::error& err) {
   return schemas::internal_error();
 }
 
+caf::error shard_moving() {
+  return make_api_failure(schemas::unavailable(
+      "this account is moving between gateway nodes; retry in a moment", "shard_moving"));
+}
+
 bool is_receiver_gone(const caf::error& err) {
   return err.category() == caf::atom("system") &&
          static_cast<caf::sec>(err.code()) == caf::sec::request_receiver_down;

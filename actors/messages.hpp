@@ -266,6 +266,9 @@ caf::error make_api_failure(schemas::api_error err);
 /// The API error behind a CAF error: ours unwrapped, CAF's own mapped to 5xx.
 schemas::api_error api_failure_of(const caf::error& err);
 
+/// 503 shard_moving: the entity is being handed to another node; the caller retries.
+caf::error shard_moving();
+
 /// Whether a request failed because its receiver is gone (passivated meanwhile): retry.
 bool is_receiver_gone(const caf::error& err);
 

@@ -43,7 +43,9 @@ public:
     // CAF sends no heartbeats unless asked: without them a silent peer is never noticed.
     set("middleman.heartbeat-interval", caf::timespan(std::chrono::milliseconds(500)));
     set("middleman.connection-timeout", caf::timespan(cluster.lease / 2));
-    set("middleman.enable-automatic-connections", true);
+    // No automatic connections: they open another listening port on every interface.
+    // Directories connect to each other directly on the cluster addresses.
+    set("middleman.enable-automatic-connections", false);
     if (!cluster.tls_certificate.empty()) {
       load<caf::openssl::manager>();
       set("openssl.certificate", cluster.tls_certificate);
@@ -111,8 +113,12 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   use_json_logs();
   auto signals = block_stop_signals();
 
-  auto db = std::make_shared<const storage::database>(config::parse_database_url(cfg.database));
   const auto& cluster = cfg.cluster;
+  auto node_id = cluster.node_id.empty() && cluster.enabled() ? config::to_string(*cluster.listen)
+                                                              : cluster.node_id;
+  auto db = std::make_shared<const storage::database>(
+      config::parse_database_url(cfg.database),
+      cluster.enabled() ? storage::cluster_repository::session_name(node_id) : std::string());
   if (cluster.enabled() && db->is_sqlite()) {
     std::fprintf(stderr,
                  "tollgate: a cluster needs PostgreSQL, but the database is SQLite (%s). Nodes "
@@ -122,8 +128,6 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
                  cfg.database.c_str());
     return 1;
   }
-  auto node_id = cluster.node_id.empty() && cluster.enabled() ? config::to_string(*cluster.listen)
-                                                              : cluster.node_id;
   std::string admin_hash;
   try {
     auto sql = db->open();

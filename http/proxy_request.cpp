@@ -140,6 +140,30 @@ void fail(self_ptr self, const ctx_ptr& ctx, const schemas::api_error& err) {
   end_request(self);
 }
 
+/// A user actor answers a hold or a settlement within this unless its node is gone.
+constexpr auto settle_timeout = std::chrono::seconds(10);
+
+/// A call whose user is moving between nodes is admitted again, up to this often.
+constexpr int max_readmissions = 100;
+constexpr auto readmission_delay = std::chrono::milliseconds(50);
+
+/// The charge of the call is in the ledger (written now, or earlier under the same id).
+bool is_durable(const storage::ledger_result& r) {
+  return r.status == storage::apply_status::committed ||
+         r.status == storage::apply_status::replayed;
+}
+
+schemas::api_error unbilled() {
+  return schemas::unavailable("the call's charge could not be recorded, so its answer is "
+                              "withheld and nothing was billed; retry",
+                              "billing_unavailable");
+}
+
+nlohmann::json unbilled_json() {
+  auto e = unbilled();
+  return {{"message", e.message}, {"type", e.type}, {"param", nullptr}, {"code", e.code}};
+}
+
 /// Tokens, credits and timings of a finished call.
 void record_call(const proxy_request_state& st, const ctx_ptr& ctx, const std::string& model,
                  int64_t prompt, int64_t completion, int64_t charged, const std::string& status) {
@@ -215,20 +239,57 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
     self->send(st.admitted.key_actor, usage_atom_v,
                prompt + completion - (call.prompt_tokens + call.max_tokens * call.choices));
   auto model = call.model;
-  self->request(st.admitted.user, caf::infinite, settle_atom_v,
-                settlement{call.request_id, cost, std::move(usage)})
+  auto answered = std::make_shared<bool>(false);
+  auto failed = [=](const std::string& why) mutable {
+    self->state.on_user_down = nullptr;
+    spdlog::error(
+        json{{"msg", "settling failed"}, {"request_id", ctx->call.request_id}, {"error", why}}
+            .dump());
+    then(storage::ledger_result{storage::apply_status::failed, {}, why});
+  };
+  settlement owed{call.request_id, cost, std::move(usage)};
+  auto done = [=](storage::ledger_result& result) mutable {
+    self->state.on_user_down = nullptr;
+    record_call(self->state, ctx, model, prompt, completion, -result.entry.amount, usage_status);
+    then(std::move(result));
+  };
+  // The user's shard moved away from the node that held the hold, or that node went down:
+  // the charge goes to the user's current actor, wherever it lives now.
+  auto settle_late = [=]() mutable {
+    self->state.on_user_down = nullptr;
+    auto user_id = self->state.admitted.key.user_id;
+    self->request(ctx->actors.directory, actor_timeout, resolve_user_atom_v, user_id)
+        .then(
+            [=](caf::actor& user) mutable {
+              self->request(user, actor_timeout, settle_atom_v, owed, true)
+                  .then([=](storage::ledger_result& result) mutable { done(result); },
+                        [=](caf::error& err) mutable { failed(to_string(err)); });
+            },
+            [=](caf::error& err) mutable { failed(to_string(err)); });
+  };
+  st.on_user_down = [=]() mutable {
+    if (!std::exchange(*answered, true))
+      settle_late();
+  };
+  self->request(st.admitted.user, settle_timeout, settle_atom_v, owed)
       .then(
           [=](storage::ledger_result& result) mutable {
-            record_call(self->state, ctx, model, prompt, completion, -result.entry.amount,
-                        usage_status);
-            then(std::move(result));
+            if (std::exchange(*answered, true))
+              return;
+            if (result.status == storage::apply_status::fenced)
+              settle_late();
+            else
+              done(result);
           },
           [=](caf::error& err) mutable {
-            spdlog::error(json{{"msg", "settling failed"},
-                               {"request_id", ctx->call.request_id},
-                               {"error", to_string(err)}}
-                              .dump());
-            then(storage::ledger_result{storage::apply_status::failed, {}, to_string(err)});
+            if (std::exchange(*answered, true))
+              return;
+            // Gone, or silent (its node died and no down message came through): settle
+            // with whichever actor owns the user now; the request id keeps it to one charge.
+            if (is_receiver_gone(err) || err == caf::sec::request_timeout)
+              settle_late();
+            else
+              failed(to_string(err));
           });
 }
 
@@ -395,14 +456,17 @@ void finish_stream(self_ptr self, const ctx_ptr& ctx, transfer_result result) {
                  {"code", "upstream_stream_error"}}}};
     write_chunk(self, "data: " + error.dump() + "\n\n");
   }
-  settle(self, ctx, status, [=](storage::ledger_result) {
+  settle(self, ctx, status, [=](storage::ledger_result r) {
     auto& now = self->state;
     if (!now.client_gone) {
       // A successful stream with no event at all is still a well-formed stream.
       if (!now.response)
         open_stream(self, ctx);
-      if (ok)
+      if (ok && is_durable(r))
         now.response->append_chunk(std::string("data: [DONE]\n\n"));
+      else if (ok)
+        // [DONE] only once the charge is durable: without it the stream ends in an error.
+        write_chunk(self, "data: " + json{{"error", unbilled_json()}}.dump() + "\n\n");
       now.response->done();
       count_response(ctx->req->header().path(), 200);
     }
@@ -437,6 +501,11 @@ void finish_buffered(self_ptr self, const ctx_ptr& ctx, transfer_result result) 
     for (const auto& c : *choices)
       st.counted_completion_bytes += generated_bytes(c);
   settle(self, ctx, "ok", [=, body = std::move(result.body)](storage::ledger_result r) mutable {
+    if (!is_durable(r)) {
+      // No answer without its charge: the call ends unbilled and unanswered.
+      fail(self, ctx, unbilled());
+      return;
+    }
     auto headers = rate_header_list(self->state.admitted.headers);
     headers.emplace_back("x-tollgate-request-id", ctx->call.request_id);
     if (r.status == storage::apply_status::committed)
@@ -538,24 +607,41 @@ void hold_credits(self_ptr self, const ctx_ptr& ctx) {
                   call.max_tokens, call.choices,   st.route.max_output_tokens};
   if (call.path == "embeddings")
     hr.default_max_tokens = 0;
-  self->request(st.admitted.user, actor_timeout, hold_atom_v, std::move(hr))
+  auto answered = std::make_shared<bool>(false);
+  auto refused = [=](const caf::error& err) {
+    // The routed attempt never started: give its slot back to the router.
+    auto& now = self->state;
+    now.on_user_down = nullptr;
+    self->send(ctx->actors.router, outcome_atom_v,
+               call_outcome{now.route.deployment, false, false, 0, 0, false});
+    // The user actor ended (passivated, or its node left) or is handing over to another
+    // node: admit again after a moment, which finds the user where it lives then.
+    bool moved = is_receiver_gone(err) || err == caf::sec::request_timeout ||
+                 api_failure_of(err).code == "shard_moving";
+    if (moved && now.readmissions < max_readmissions) {
+      ++now.readmissions;
+      now.step = phase::admitting;
+      self->delayed_send(self, readmission_delay, admit_atom_v);
+      return;
+    }
+    fail(self, ctx, api_failure_of(err));
+  };
+  st.on_user_down = [=] {
+    if (!std::exchange(*answered, true))
+      refused(caf::make_error(caf::sec::request_receiver_down));
+  };
+  self->request(st.admitted.user, settle_timeout, hold_atom_v, std::move(hr))
       .then(
           [=](hold_grant& grant) {
+            if (std::exchange(*answered, true))
+              return;
+            self->state.on_user_down = nullptr;
             self->state.hold = grant;
             call_upstream(self, ctx);
           },
           [=](caf::error& err) {
-            // The routed attempt never started: give its slot back to the router.
-            auto& now = self->state;
-            self->send(ctx->actors.router, outcome_atom_v,
-                       call_outcome{now.route.deployment, false, false, 0, 0, false});
-            if (is_receiver_gone(err) && now.readmissions < 3) {
-              ++now.readmissions;
-              now.step = phase::admitting;
-              admit(self, ctx, 2);
-              return;
-            }
-            fail(self, ctx, api_failure_of(err));
+            if (!std::exchange(*answered, true))
+              refused(err);
           });
 }
 
@@ -583,6 +669,9 @@ void admit(self_ptr self, const ctx_ptr& ctx, int attempts) {
       .then(
           [=](admission& a) {
             self->state.admitted = std::move(a);
+            // The user actor may live on another node: if it ends while this call waits for
+            // it, on_user_down says what to do.
+            self->monitor(self->state.admitted.user);
             route_model(self, ctx);
           },
           [=](caf::error& err) {
@@ -599,8 +688,20 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
                             proxy_call call, proxy_actors actors) {
   auto ctx = std::make_shared<context>(context{std::move(req), std::move(call), std::move(actors)});
   self->state.counted = std::make_unique<active_call>(ctx->actors.active_calls);
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& st = self->state;
+    if (msg.source == st.admitted.user.address() && st.on_user_down) {
+      auto act = std::move(st.on_user_down);
+      st.on_user_down = nullptr;
+      act();
+    }
+  });
   admit(self, ctx, 2);
   return {
+      [=](admit_atom) {
+        if (self->state.step == phase::admitting)
+          admit(self, ctx, 2);
+      },
       [=](upstream_data_atom, uint64_t attempt, std::string& bytes) {
         auto& st = self->state;
         // News of an attempt that already ended (timed out, cancelled) is stale.

@@ -75,6 +75,9 @@ struct proxy_request_state {
   /// Times the user actor was gone when the hold was asked (passivated, or its shard moved
   /// to another node): the call is admitted again, which finds the user where it is now.
   int readmissions = 0;
+  /// Set while an answer of the user actor is awaited (hold, settlement): what to do if
+  /// that actor ends first (its node went down, or its shard moved) and so never answers.
+  std::function<void()> on_user_down;
   std::unique_ptr<active_call> counted;
   admission admitted;
   route_plan route; ///< The current attempt's deployment.

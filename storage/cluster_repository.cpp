@@ -100,16 +100,48 @@ cluster_snapshot cluster_repository::renew(const std::string& node_id, int64_t l
   return out;
 }
 
+std::string cluster_repository::session_name(const std::string& node_id) {
+  return ("tollgate:" + node_id).substr(0, 63); // PostgreSQL keeps 63 bytes
+}
+
 std::optional<int64_t> cluster_repository::acquire(int32_t shard, const std::string& node_id,
                                                    int64_t lease_ms) {
-  long long epoch = 0;
-  sql_ << "UPDATE shard_leases SET node_id = :n, epoch = epoch + 1, expires_at = " + now_sql_ +
-              " + :l WHERE shard = :s AND (node_id IS NULL OR expires_at <= " + now_sql_ +
-              ") RETURNING epoch",
-      soci::use(node_id), soci::use(lease_ms), soci::use(shard), soci::into(epoch);
-  if (!sql_.got_data())
-    return std::nullopt;
-  return epoch;
+  auto take = [&]() -> std::optional<int64_t> {
+    long long epoch = 0;
+    sql_ << "UPDATE shard_leases SET node_id = :n, epoch = epoch + 1, expires_at = " + now_sql_ +
+                " + :l WHERE shard = :s AND (node_id IS NULL OR expires_at <= " + now_sql_ +
+                ") RETURNING epoch",
+        soci::use(node_id), soci::use(lease_ms), soci::use(shard), soci::into(epoch);
+    if (!sql_.got_data())
+      return std::nullopt;
+    return epoch;
+  };
+  if (!postgres_)
+    return take();
+  sql_ << "SET lock_timeout = '1000ms'";
+  try {
+    return take();
+  } catch (const soci::soci_error&) {
+    // Waited too long for the lease row: the holder's transaction is stuck. If its lease
+    // has expired, end that node's sessions and try once more.
+    std::string holder;
+    soci::indicator ind = soci::i_null;
+    sql_ << "SELECT node_id FROM shard_leases WHERE shard = :s AND node_id IS NOT NULL AND "
+            "expires_at <= " +
+                now_sql_,
+        soci::use(shard), soci::into(holder, ind);
+    if (!sql_.got_data() || ind != soci::i_ok || holder == node_id)
+      throw;
+    auto name = session_name(holder);
+    soci::rowset<int> ended =
+        (sql_.prepare << "SELECT CASE WHEN pg_terminate_backend(pid) THEN 1 ELSE 0 END FROM "
+                         "pg_stat_activity WHERE application_name = :a AND datname = "
+                         "current_database() AND pid <> pg_backend_pid()",
+         soci::use(name));
+    for (int e : ended)
+      (void)e;
+    return take();
+  }
 }
 
 bool cluster_repository::release(int32_t shard, const std::string& node_id, int64_t epoch) {
@@ -121,7 +153,9 @@ bool cluster_repository::release(int32_t shard, const std::string& node_id, int6
 }
 
 bool cluster_repository::set_state(const std::string& node_id, const std::string& state) {
-  soci::statement st = (sql_.prepare << "UPDATE cluster_nodes SET state = :s WHERE node_id = :n",
+  // A node that left stays left until it registers again.
+  soci::statement st = (sql_.prepare << "UPDATE cluster_nodes SET state = :s WHERE node_id = :n "
+                                        "AND state <> 'left'",
                         soci::use(state), soci::use(node_id));
   st.execute(true);
   return st.get_affected_rows() > 0;

@@ -70,8 +70,14 @@ public:
   cluster_snapshot renew(const std::string& node_id, int64_t lease_ms);
 
   /// Takes a free or expired shard; returns the new epoch, or nothing if another node
-  /// holds a live lease.
+  /// holds a live lease. On PostgreSQL a node that stalled in the middle of a ledger batch
+  /// still holds the lease row's lock after its lease expired: past a short wait, that
+  /// node's sessions are ended (their transactions roll back, so nothing stale commits)
+  /// and the shard is taken.
   std::optional<int64_t> acquire(int32_t shard, const std::string& node_id, int64_t lease_ms);
+
+  /// The PostgreSQL application_name of a node's sessions.
+  static std::string session_name(const std::string& node_id);
 
   /// Gives a shard up if this node still holds it at `epoch`.
   bool release(int32_t shard, const std::string& node_id, int64_t epoch);

@@ -20,8 +20,20 @@ constexpr long long migration_lock_id = 7'261'004'318;
 
 } // namespace
 
-database::database(config::database_url url)
-    : url_(std::move(url)) {}
+database::database(config::database_url url, std::string application_name)
+    : url_(std::move(url))
+    , application_name_(std::move(application_name)) {
+  if (application_name_.empty() || is_sqlite())
+    return;
+  // A libpq keyword value in single quotes, with ' and \ escaped.
+  std::string quoted = "'";
+  for (char c : application_name_) {
+    if (c == '\'' || c == '\\')
+      quoted += '\\';
+    quoted += c;
+  }
+  url_.connect += " application_name=" + quoted + "'";
+}
 
 std::string_view database::backend_name() const noexcept {
   return is_sqlite() ? "sqlite" : "postgresql";

@@ -14,7 +14,10 @@ namespace tollgate::storage {
 /// Opens sessions to the configured store: SQLite (WAL, full sync) or PostgreSQL.
 class database {
 public:
-  explicit database(config::database_url url);
+  /// `application_name`: how PostgreSQL lists this process's sessions (pg_stat_activity);
+  /// a cluster node names them after itself, so that its sessions can be ended if it
+  /// stalls while holding locks (see cluster_repository::acquire).
+  explicit database(config::database_url url, std::string application_name = {});
 
   /// A new session, ready for use; throws soci::soci_error when the store is unreachable.
   std::unique_ptr<soci::session> open() const;
@@ -26,6 +29,7 @@ public:
 
 private:
   config::database_url url_;
+  std::string application_name_;
 };
 
 /// Runs a script of several statements (triggers and functions included) on `sql`.

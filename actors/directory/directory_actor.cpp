@@ -35,11 +35,6 @@ void finish_loading(std::unordered_map<std::string, std::vector<waiter>>& loadin
     w(result);
 }
 
-caf::error shard_moving() {
-  return make_api_failure(schemas::unavailable(
-      "this account is moving between gateway nodes; retry in a moment", "shard_moving"));
-}
-
 void resolve_user(self_ptr self, const std::string& user_id, waiter done);
 
 void activate_user(self_ptr self, const std::string& user_id, waiter done) {
@@ -174,8 +169,14 @@ void forget(self_ptr self, const caf::actor_addr& gone) {
   auto& remote = st.cluster.remote;
   for (auto it = remote.begin(); it != remote.end(); ++it) {
     if (it->second.address() == gone) {
-      spdlog::info("cluster: lost the connection to node {}", it->first);
+      auto node = it->first;
+      spdlog::info("cluster: lost the connection to node {}", node);
       remote.erase(it);
+      // Calls it had not answered go to wherever their shard is served next.
+      auto pending = std::move(st.cluster.relays[node]);
+      st.cluster.relays.erase(node);
+      for (auto& [id, reroute] : pending)
+        reroute();
       return;
     }
   }
@@ -227,6 +228,10 @@ void connect(self_ptr self, const std::string& node) {
   auto address = c.addresses.find(node);
   if (address == c.addresses.end() || c.connecting.count(node) || !c.middleman)
     return;
+  if (auto failed = c.unreachable.find(node);
+      failed != c.unreachable.end() &&
+      std::chrono::steady_clock::now() - failed->second < std::chrono::seconds(1))
+    return;
   config::listen_address where;
   try {
     where = config::parse_listen_address(address->second);
@@ -247,22 +252,50 @@ void connect(self_ptr self, const std::string& node) {
             auto handle = caf::actor_cast<caf::actor>(peer);
             self->monitor(handle);
             now.remote[node] = handle;
+            now.unreachable.erase(node);
             spdlog::info("cluster: connected to node {} at {}", node, to_string(where));
             retry_waiting(self);
           },
           [=](caf::error& err) {
-            self->state.cluster.connecting.erase(node);
-            spdlog::warn("cluster: cannot reach node {}: {}", node, to_string(err));
+            auto& now = self->state.cluster;
+            now.connecting.erase(node);
+            // Once per outage: a dead node is retried every second until its leases move.
+            if (!now.unreachable.count(node))
+              spdlog::warn("cluster: cannot reach node {}: {}", node, to_string(err));
+            now.unreachable[node] = std::chrono::steady_clock::now();
           });
 }
 
 using local_action = std::function<void(caf::response_promise)>;
+using relay_done = std::function<void(caf::expected<caf::message>)>;
+/// Sends a call to another node's directory and reports its typed answer; empty: the call
+/// is delegated and answered by the other node directly.
+using relay_action =
+    std::function<void(const caf::actor& remote, caf::message call, int hops, relay_done)>;
+
+/// How long a relayed call may take (the other node may itself wait for a hand-off).
+constexpr auto relay_timeout = std::chrono::seconds(60);
+
+/// Relays calls whose answer is a `Reply`.
+template <class Reply>
+relay_action relay_for(self_ptr self) {
+  return [self](const caf::actor& remote, caf::message call, int hops, relay_done done) {
+    self->request(remote, relay_timeout, relay_atom_v, hops, std::move(call))
+        .then([done](Reply& reply) { done(caf::make_message(std::move(reply))); },
+              [done](caf::error& err) { done(err); });
+  };
+}
+
+bool is_shard_moving(const caf::error& err) {
+  auto failure = api_failure_of(err);
+  return failure.code == "shard_moving";
+}
 
 /// Runs `local` if this node serves `shard`; passes `msg` to the owning node's directory if
 /// another node holds the shard; otherwise (a hand-off under way) waits for the views to
 /// settle, then tries again.
 void route(self_ptr self, int32_t shard, caf::message msg, int hops, caf::response_promise promise,
-           local_action local) {
+           local_action local, relay_action relay = {}) {
   auto& c = self->state.cluster;
   if (!c.enabled || serves(self, shard)) {
     local(std::move(promise));
@@ -273,13 +306,41 @@ void route(self_ptr self, int32_t shard, caf::message msg, int hops, caf::respon
                           : std::string();
   if (!owner.empty() && owner != c.self_id && hops < max_hops) {
     if (auto it = c.remote.find(owner); it != c.remote.end()) {
-      promise.delegate(it->second, relay_atom_v, hops + 1, std::move(msg));
+      if (!relay) {
+        promise.delegate(it->second, relay_atom_v, hops + 1, std::move(msg));
+        return;
+      }
+      auto id = ++c.next_relay;
+      auto finished = std::make_shared<bool>(false);
+      auto again = [=]() mutable {
+        park(
+            self, [=] { route(self, shard, msg, hops, promise, local, relay); },
+            [promise]() mutable { promise.deliver(shard_moving()); });
+      };
+      c.relays[owner][id] = [=]() mutable {
+        if (std::exchange(*finished, true))
+          return;
+        again();
+      };
+      relay(it->second, msg, hops + 1, [=](caf::expected<caf::message> reply) mutable {
+        if (auto node = self->state.cluster.relays.find(owner);
+            node != self->state.cluster.relays.end())
+          node->second.erase(id);
+        if (std::exchange(*finished, true))
+          return;
+        if (reply)
+          promise.deliver(std::move(*reply));
+        else if (is_shard_moving(reply.error()) || is_receiver_gone(reply.error()))
+          again();
+        else
+          promise.deliver(reply.error());
+      });
       return;
     }
     connect(self, owner);
   }
   park(
-      self, [=] { route(self, shard, msg, hops, promise, local); },
+      self, [=] { route(self, shard, msg, hops, promise, local, relay); },
       [promise]() mutable { promise.deliver(shard_moving()); });
 }
 
@@ -300,35 +361,43 @@ void dispatch(self_ptr self, caf::message msg, int hops, caf::response_promise p
   if (msg.match_elements<authenticate_atom, std::string, std::string>()) {
     auto key_hash = msg.get_as<std::string>(1);
     auto client_ip = msg.get_as<std::string>(2);
-    route(self, shard_of(self, key_hash), std::move(msg), hops, std::move(promise),
-          [=](caf::response_promise p) {
-            activate_key(self, key_hash, delegate_to(p, authenticate_atom_v, client_ip));
-          });
+    route(
+        self, shard_of(self, key_hash), std::move(msg), hops, std::move(promise),
+        [=](caf::response_promise p) {
+          activate_key(self, key_hash, delegate_to(p, authenticate_atom_v, client_ip));
+        },
+        relay_for<key_grant>(self));
   } else if (msg.match_elements<admit_atom, std::string, admission_request>()) {
     auto key_hash = msg.get_as<std::string>(1);
     auto req = msg.get_as<admission_request>(2);
-    route(self, shard_of(self, key_hash), std::move(msg), hops, std::move(promise),
-          [=](caf::response_promise p) {
-            activate_key(self, key_hash, delegate_to(p, admit_atom_v, req));
-          });
+    route(
+        self, shard_of(self, key_hash), std::move(msg), hops, std::move(promise),
+        [=](caf::response_promise p) {
+          activate_key(self, key_hash, delegate_to(p, admit_atom_v, req));
+        },
+        relay_for<admission>(self));
   } else if (msg.match_elements<resolve_user_atom, std::string>()) {
     auto user_id = msg.get_as<std::string>(1);
-    route(self, shard_of(self, user_id), std::move(msg), hops, std::move(promise),
-          [=](caf::response_promise p) {
-            activate_user(self, user_id, [p](caf::expected<caf::actor> user) mutable {
-              if (user)
-                p.deliver(*user);
-              else
-                p.deliver(user.error());
-            });
+    route(
+        self, shard_of(self, user_id), std::move(msg), hops, std::move(promise),
+        [=](caf::response_promise p) {
+          activate_user(self, user_id, [p](caf::expected<caf::actor> user) mutable {
+            if (user)
+              p.deliver(*user);
+            else
+              p.deliver(user.error());
           });
+        },
+        relay_for<caf::actor>(self));
   } else if (msg.match_elements<credit_atom, std::string, credit_order>()) {
     auto user_id = msg.get_as<std::string>(1);
     auto order = msg.get_as<credit_order>(2);
-    route(self, shard_of(self, user_id), std::move(msg), hops, std::move(promise),
-          [=](caf::response_promise p) {
-            activate_user(self, user_id, delegate_to(p, credit_atom_v, order));
-          });
+    route(
+        self, shard_of(self, user_id), std::move(msg), hops, std::move(promise),
+        [=](caf::response_promise p) {
+          activate_user(self, user_id, delegate_to(p, credit_atom_v, order));
+        },
+        relay_for<storage::ledger_result>(self));
   } else if (msg.match_elements<user_changed_atom, schemas::user_record>()) {
     auto user = msg.get_as<schemas::user_record>(1);
     route(self, shard_of(self, user.id), std::move(msg), hops, std::move(promise),
@@ -543,6 +612,11 @@ caf::behavior directory_behavior(self_ptr self) {
             ++it;
           }
         }
+        // A direct connection to every member: actor handles learned through a third node
+        // would otherwise route through it, and this node would not see their node die.
+        for (auto& [node, address] : c.addresses)
+          if (node != c.self_id && !c.remote.count(node))
+            connect(self, node);
         retry_waiting(self);
       },
   };

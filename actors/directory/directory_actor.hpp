@@ -27,6 +27,12 @@ struct directory_routing {
   std::set<int32_t> releasing;                  ///< Draining for a hand-off.
   std::map<std::string, caf::actor> remote;     ///< Node id -> that node's directory.
   std::set<std::string> connecting;
+  /// Node id -> when connecting to it last failed (retries wait a moment).
+  std::map<std::string, std::chrono::steady_clock::time_point> unreachable;
+  /// Calls relayed to another node and not answered yet, by node: if that node goes down,
+  /// each is routed again (to the shard's next owner) instead of waiting for a timeout.
+  std::map<std::string, std::map<uint64_t, std::function<void()>>> relays;
+  uint64_t next_relay = 0;
   /// A call waiting for its shard to settle somewhere; retried on every change of view.
   struct parked {
     std::chrono::steady_clock::time_point deadline;

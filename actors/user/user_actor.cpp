@@ -105,6 +105,8 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
       },
       [=](hold_atom, const hold_request& req) -> caf::result<hold_grant> {
         auto& st = self->state;
+        if (st.closing)
+          return shard_moving();
         if (st.user.suspended)
           return make_api_failure(
               schemas::forbidden("this account is suspended", "user_suspended"));
@@ -158,6 +160,32 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
                        if (!committed)
                          spdlog::error("charge of {} for {} not recorded: {}", charge, s.hold_id,
                                        result.error);
+                       promise.deliver(std::move(result));
+                     });
+        return promise;
+      },
+      [=](settle_atom, settlement& s, bool) -> caf::result<storage::ledger_result> {
+        // A late settlement: the call's hold was opened on a node that lost the user's shard
+        // (or went down) before the charge was durable. The charge comes here, to the
+        // current owner, without a hold: at most what is available, never an overdraft,
+        // and keyed by the call's request id, so a charge the old owner did commit is
+        // answered as a replay and never taken twice.
+        auto& st = self->state;
+        auto charge = std::min(s.cost, std::max<int64_t>(st.account.available(), 0));
+        st.account.begin_change(-charge);
+        storage::ledger_post post;
+        post.change = {0, st.user.id,    s.hold_id,      "charge",           -charge,
+                       0, s.usage.model, s.usage.key_id, storage::unix_now()};
+        post.floor = 0;
+        post.usage = std::move(s.usage);
+        post.usage.cost = charge;
+        post.usage.user_id = st.user.id;
+        post.usage.created_at = post.change.created_at;
+        auto promise = self->make_response_promise();
+        post_durably(self, std::move(post), ledger_attempts,
+                     [=](storage::ledger_result result) mutable {
+                       self->state.account.finish_change(
+                           -charge, result.status == storage::apply_status::committed);
                        promise.deliver(std::move(result));
                      });
         return promise;
@@ -218,6 +246,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
       [=](open_work_atom) {
         // Asked while the node hands the user's shard over: what still has to end here.
         auto& st = self->state;
+        st.closing = true;
         return static_cast<int64_t>(st.hold_owners.size() + st.credits_in_flight.size() +
                                     st.retries.size() + (st.account.idle() ? 0 : 1));
       },

@@ -24,6 +24,8 @@ struct user_state {
   /// on every ledger post: once the lease moves, the ledger refuses its posts (fenced) and
   /// the actor ends, so the next call loads the user on the new owner.
   shard_fence fence;
+  /// The shard is being handed to another node: no new holds; open ones finish here.
+  bool closing = false;
   /// Credits sent to the ledger, by request id: replays arriving meanwhile wait here.
   std::unordered_map<std::string, std::vector<caf::response_promise>> credits_in_flight;
   /// The user's own limits, across all of its keys.

@@ -91,8 +91,8 @@ void check_fenced_batches(const storage::database& db) {
   storage::cluster_repository repo(*sql);
   repo.ensure_shards(4);
   auto now = storage::unix_now();
-  schemas::user_record user{schemas::random_id("usr"), "Ada", "a@example.com", false, {}, 0,
-                            now, now};
+  schemas::user_record user{
+      schemas::random_id("usr"), "Ada", "a@example.com", false, {}, 0, now, now};
   storage::users_repository(*sql).create(user);
   auto epoch = repo.acquire(3, "a", 60'000);
   BOOST_TEST_REQUIRE(epoch.has_value());
