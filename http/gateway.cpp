@@ -18,6 +18,7 @@
 #include "actors/provider/provider_supervisor.hpp"
 #include "actors/router/router_actor.hpp"
 #include "actors/storage/db_worker.hpp"
+#include "actors/storage/redis_worker.hpp"
 #include "http/json_log.hpp"
 #include "http/server.hpp"
 #include "storage/admin_key.hpp"
@@ -151,11 +152,16 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   auto ledger = sys.spawn(ledger_writer, committer);
   schemas::rate_limits default_limits{cfg.limits.rpm.value_or(0), cfg.limits.tpm.value_or(0),
                                       cfg.limits.rpd.value_or(0)};
+  // Redis keeps rate windows of keys between activations and across nodes.
+  caf::actor redis;
+  if (cfg.redis)
+    redis = sys.spawn<caf::detached>(redis_worker, config::parse_redis_url(*cfg.redis));
   auto directory =
       cluster.enabled()
           ? sys.spawn(clustered_directory_actor, pool, ledger, default_limits, cfg.actors.idle,
-                      node_id, static_cast<int32_t>(cluster.shards), middleman_of(sys, cluster))
-          : sys.spawn(directory_actor, pool, ledger, default_limits, cfg.actors.idle);
+                      node_id, static_cast<int32_t>(cluster.shards), middleman_of(sys, cluster),
+                      redis)
+          : sys.spawn(directory_actor, pool, ledger, default_limits, cfg.actors.idle, redis);
   auto loop = std::make_shared<upstream_loop>();
   auto model_router = sys.spawn(router_actor, model_catalog(cfg), cfg.routing);
   auto providers = sys.spawn(provider_supervisor, cfg.providers, loop, model_router);
@@ -177,8 +183,9 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tollgate: cannot listen on %s: %s\n",
                  config::to_string(cfg.listen).c_str(), e.what());
-    for (auto& a : {admin, directory, ledger, model_router, providers})
-      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    for (auto& a : {admin, directory, ledger, model_router, providers, redis})
+      if (a)
+        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     for (auto& w : pool.workers())
       caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
     return 1;
@@ -187,8 +194,9 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   if (cluster.enabled()) {
     if (!publish_directory(sys, cluster, directory)) {
       front.stop();
-      for (auto& a : {admin, directory, ledger, model_router, providers})
-        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+      for (auto& a : {admin, directory, ledger, model_router, providers, redis})
+        if (a)
+          caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
       for (auto& w : pool.workers())
         caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
       return 1;
@@ -242,8 +250,9 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
       spdlog::warn("cluster: could not record leaving: {}", e.what());
     }
   }
-  for (auto& a : {admin, directory, ledger, model_router, providers})
-    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  for (auto& a : {admin, directory, ledger, model_router, providers, redis})
+    if (a)
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (auto& w : pool.workers())
     caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
   return 0;

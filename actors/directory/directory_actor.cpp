@@ -79,6 +79,30 @@ void activate_user(self_ptr self, const std::string& user_id, waiter done) {
           [=](caf::error& err) { finish_loading(self->state.loading_users, user_id, err); });
 }
 
+/// Where a key's rate windows wait in Redis between two of its actors.
+std::string windows_key(const std::string& key_hash) {
+  return "tollgate:windows:" + key_hash;
+}
+
+/// A day and a minute: the longest window, and then some.
+constexpr int64_t windows_ttl_ms = (24 * 60 + 1) * 60 * 1000;
+
+/// The windows a key's last actor left in Redis (none without Redis, or if it is down).
+void load_windows(self_ptr self, const std::string& key_hash,
+                  std::function<void(rate_snapshot)> then) {
+  auto& st = self->state;
+  if (!st.redis) {
+    then({});
+    return;
+  }
+  self->request(st.redis, std::chrono::seconds(2), caf::get_atom_v, windows_key(key_hash))
+      .then(
+          [=](const std::string& text) {
+            then(rate_snapshot::from_text(text).value_or(rate_snapshot{}));
+          },
+          [=](caf::error&) { then({}); });
+}
+
 void activate_key(self_ptr self, const std::string& key_hash, waiter done) {
   auto& st = self->state;
   if (auto it = st.keys.find(key_hash); it != st.keys.end()) {
@@ -99,21 +123,23 @@ void activate_key(self_ptr self, const std::string& key_hash, waiter done) {
          })
       .then(
           [=](schemas::key_record& key) {
-            auto user_id = key.user_id;
-            resolve_user(self, user_id, [=](caf::expected<caf::actor> user) mutable {
-              auto& now = self->state;
-              if (!user) {
-                finish_loading(now.loading_keys, key_hash, user.error());
-                return;
-              }
-              auto handle =
-                  self->spawn(key_actor, std::move(key), *user, caf::actor_cast<caf::actor>(self),
-                              now.default_limits, now.idle);
-              self->monitor(handle);
-              now.keys.emplace(key_hash, directory_state::key_entry{handle, user_id});
-              key_actors().add(1);
-              ++now.keys_per_user[user_id];
-              finish_loading(now.loading_keys, key_hash, handle);
+            load_windows(self, key_hash, [=](rate_snapshot windows) mutable {
+              auto user_id = key.user_id;
+              resolve_user(self, user_id, [=](caf::expected<caf::actor> user) mutable {
+                auto& now = self->state;
+                if (!user) {
+                  finish_loading(now.loading_keys, key_hash, user.error());
+                  return;
+                }
+                auto handle =
+                    self->spawn(key_actor, std::move(key), *user, caf::actor_cast<caf::actor>(self),
+                                now.default_limits, now.idle, windows);
+                self->monitor(handle);
+                now.keys.emplace(key_hash, directory_state::key_entry{handle, user_id});
+                key_actors().add(1);
+                ++now.keys_per_user[user_id];
+                finish_loading(now.loading_keys, key_hash, handle);
+              });
             });
           },
           [=](caf::error& err) { finish_loading(self->state.loading_keys, key_hash, err); });
@@ -452,6 +478,36 @@ void stop_shard(self_ptr self, int32_t shard) {
   }
 }
 
+/// Before a shard leaves: its key actors end, and their windows wait in Redis for the next
+/// owner (which reads them when it activates the key); then `then`.
+void save_windows_then(self_ptr self, int32_t shard, std::function<void()> then) {
+  auto& st = self->state;
+  std::vector<std::pair<std::string, caf::actor>> keys;
+  for (auto& [hash, entry] : st.keys)
+    if (shard_of(self, hash) == shard)
+      keys.emplace_back(hash, entry.handle);
+  if (!st.redis || keys.empty()) {
+    then();
+    return;
+  }
+  auto pending = std::make_shared<std::size_t>(keys.size());
+  auto one_done = [=] {
+    if (--*pending == 0)
+      then();
+  };
+  for (auto& [hash, handle] : keys) {
+    auto key_hash = hash;
+    self->request(handle, std::chrono::seconds(2), release_atom_v)
+        .then(
+            [=](const std::string& windows) {
+              self->request(self->state.redis, std::chrono::seconds(2), caf::put_atom_v,
+                            windows_key(key_hash), windows, windows_ttl_ms)
+                  .then([=](bool) { one_done(); }, [=](caf::error&) { one_done(); });
+            },
+            [=](caf::error&) { one_done(); });
+  }
+}
+
 /// A hand-off in progress: done once the shard's users have no open holds (or in time).
 struct release_job {
   std::chrono::steady_clock::time_point deadline;
@@ -464,15 +520,17 @@ void check_release(self_ptr self, int32_t shard,
                    std::shared_ptr<std::map<int32_t, release_job>> jobs) {
   auto& st = self->state;
   auto finish = [=] {
-    auto& now = self->state;
-    stop_shard(self, shard);
-    now.cluster.serving.erase(shard);
-    now.cluster.releasing.erase(shard);
-    auto node = jobs->extract(shard);
-    if (!node.empty())
-      for (auto& p : node.mapped().waiting)
-        p.deliver(true);
-    retry_waiting(self);
+    save_windows_then(self, shard, [=] {
+      auto& now = self->state;
+      stop_shard(self, shard);
+      now.cluster.serving.erase(shard);
+      now.cluster.releasing.erase(shard);
+      auto node = jobs->extract(shard);
+      if (!node.empty())
+        for (auto& p : node.mapped().waiting)
+          p.deliver(true);
+      retry_waiting(self);
+    });
   };
   std::vector<caf::actor> users;
   for (auto& [id, handle] : st.users)
@@ -559,6 +617,12 @@ caf::behavior directory_behavior(self_ptr self) {
         user_actors().add(-1);
         return true;
       },
+      [=](caf::put_atom, const std::string& key_hash, const std::string& windows) {
+        // A passivated key's windows, for its next activation.
+        if (self->state.redis)
+          self->send(self->state.redis, caf::put_atom_v, windows_key(key_hash), windows,
+                     windows_ttl_ms);
+      },
       [=](stats_atom) {
         auto& st = self->state;
         return std::make_tuple(static_cast<int64_t>(st.users.size()),
@@ -623,7 +687,8 @@ caf::behavior directory_behavior(self_ptr self) {
 }
 
 void init(self_ptr self, db_pool db, caf::actor ledger, schemas::rate_limits default_limits,
-          std::chrono::seconds idle) {
+          std::chrono::seconds idle, caf::actor redis) {
+  self->state.redis = std::move(redis);
   self->state.default_limits = default_limits;
   self->state.db = std::move(db);
   self->state.ledger = std::move(ledger);
@@ -634,16 +699,16 @@ void init(self_ptr self, db_pool db, caf::actor ledger, schemas::rate_limits def
 
 caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                               caf::actor ledger, schemas::rate_limits default_limits,
-                              std::chrono::seconds idle) {
-  init(self, std::move(db), std::move(ledger), default_limits, idle);
+                              std::chrono::seconds idle, caf::actor redis) {
+  init(self, std::move(db), std::move(ledger), default_limits, idle, std::move(redis));
   return directory_behavior(self);
 }
 
 caf::behavior clustered_directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                                         caf::actor ledger, schemas::rate_limits default_limits,
                                         std::chrono::seconds idle, std::string node_id,
-                                        int32_t shards, caf::actor middleman) {
-  init(self, std::move(db), std::move(ledger), default_limits, idle);
+                                        int32_t shards, caf::actor middleman, caf::actor redis) {
+  init(self, std::move(db), std::move(ledger), default_limits, idle, std::move(redis));
   auto& c = self->state.cluster;
   c.enabled = true;
   c.self_id = std::move(node_id);

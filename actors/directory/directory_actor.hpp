@@ -62,6 +62,7 @@ struct directory_state {
   caf::actor ledger;
   schemas::rate_limits default_limits; ///< For keys that set none of their own.
   std::chrono::seconds idle{300};
+  caf::actor redis; ///< A redis_worker, or none: keeps key windows between activations.
   directory_routing cluster;
 };
 
@@ -69,7 +70,7 @@ struct directory_state {
 /// use and passivating idle ones; never more than one actor per user or key.
 caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                               caf::actor ledger, schemas::rate_limits default_limits,
-                              std::chrono::seconds idle);
+                              std::chrono::seconds idle, caf::actor redis);
 
 /// The same in a cluster node: entities of shards this node serves live here; calls for
 /// other shards go to the owning node's directory; calls for a shard being handed over
@@ -77,6 +78,6 @@ caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_poo
 caf::behavior clustered_directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                                         caf::actor ledger, schemas::rate_limits default_limits,
                                         std::chrono::seconds idle, std::string node_id,
-                                        int32_t shards, caf::actor middleman);
+                                        int32_t shards, caf::actor middleman, caf::actor redis);
 
 } // namespace tollgate

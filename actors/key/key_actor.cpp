@@ -26,12 +26,20 @@ schemas::api_error rate_limit_error(const rate_limiter& limiter,
   return err;
 }
 
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_record key,
                         caf::actor user, caf::actor directory, schemas::rate_limits defaults,
-                        std::chrono::seconds idle) {
+                        std::chrono::seconds idle, rate_snapshot windows) {
   auto& init = self->state;
   init.policy = key_policy(key);
   init.limiter = rate_limiter(effective_limits(key.limits, defaults));
+  if (windows.taken_at_ms > 0)
+    init.limiter.restore(windows, rate_clock::now(), wall_ms());
   init.key = std::move(key);
   init.user = std::move(user);
   init.directory = std::move(directory);
@@ -71,14 +79,24 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
         self->state.key.revoked_at = revoked_at;
         return caf::unit;
       },
+      [=](release_atom) {
+        // The key's shard moves to another node: its windows go along.
+        auto taken = self->state.limiter.snapshot(rate_clock::now(), wall_ms()).to_text();
+        self->quit();
+        return taken;
+      },
       caf::after(idle) >>
           [=] {
             auto& st = self->state;
             self->request(st.directory, caf::infinite, passivate_atom_v, std::string("key"),
                           st.key.key_hash)
                 .await([=](bool ok) {
-                  if (ok)
-                    self->quit();
+                  if (!ok)
+                    return;
+                  // Kept (in Redis, when there is one) for the key's next activation.
+                  self->send(self->state.directory, caf::put_atom_v, self->state.key.key_hash,
+                             self->state.limiter.snapshot(rate_clock::now(), wall_ms()).to_text());
+                  self->quit();
                 });
           },
   };

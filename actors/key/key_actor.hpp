@@ -20,10 +20,16 @@ struct key_state {
 };
 
 /// One per API key: owns the key's policy and rate windows, and admits or rejects each call
-/// made with it. `defaults` fills the limits the key leaves unset.
+/// made with it. `defaults` fills the limits the key leaves unset. `windows`, if taken
+/// (taken_at_ms > 0), is where the key's windows stood when its last actor ended, here or
+/// on another node. An ending key actor leaves its windows with the directory (passivated)
+/// or answers them (release_atom, when its shard moves to another node).
 caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_record key,
                         caf::actor user, caf::actor directory, schemas::rate_limits defaults,
-                        std::chrono::seconds idle);
+                        std::chrono::seconds idle, rate_snapshot windows);
+
+/// Unix milliseconds now (snapshots of rate windows are on the wall clock).
+int64_t wall_ms();
 
 /// The 429 for a refused rate window, with Retry-After and the window headers.
 schemas::api_error rate_limit_error(const rate_limiter& limiter,

@@ -1,6 +1,7 @@
 #include "actors/limits/rate_limiter.hpp"
 
 #include <algorithm>
+#include <sstream>
 
 #include "schemas/int128.hpp"
 
@@ -125,6 +126,46 @@ std::string format_reset(nanoseconds d) {
     s %= 60;
   }
   return out + std::to_string(s) + "s";
+}
+
+void rate_window::restore(nanoseconds ahead, rate_clock::time_point now) {
+  if (!limited())
+    return;
+  auto capped = std::clamp<int64_t>(ahead.count(), 0, period_ns_);
+  tat_ns_ = std::max(tat_ns_, ns_of(now) + capped);
+}
+
+std::string rate_snapshot::to_text() const {
+  return std::to_string(rpm_ahead_ms) + " " + std::to_string(tpm_ahead_ms) + " " +
+         std::to_string(rpd_ahead_ms) + " " + std::to_string(taken_at_ms);
+}
+
+std::optional<rate_snapshot> rate_snapshot::from_text(const std::string& text) {
+  rate_snapshot s;
+  std::istringstream in(text);
+  if (!(in >> s.rpm_ahead_ms >> s.tpm_ahead_ms >> s.rpd_ahead_ms >> s.taken_at_ms))
+    return std::nullopt;
+  std::string rest;
+  if (in >> rest || s.rpm_ahead_ms < 0 || s.tpm_ahead_ms < 0 || s.rpd_ahead_ms < 0)
+    return std::nullopt;
+  return s;
+}
+
+rate_snapshot rate_limiter::snapshot(rate_clock::time_point now, int64_t wall_ms) const {
+  auto ms = [&](const rate_window& w) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(w.used_ahead(now)).count();
+  };
+  return {ms(rpm_), ms(tpm_), ms(rpd_), wall_ms};
+}
+
+void rate_limiter::restore(const rate_snapshot& s, rate_clock::time_point now, int64_t wall_ms) {
+  auto elapsed = std::max<int64_t>(wall_ms - s.taken_at_ms, 0);
+  auto left = [&](int64_t ahead_ms) {
+    return std::chrono::milliseconds(std::max<int64_t>(ahead_ms - elapsed, 0));
+  };
+  rpm_.restore(left(s.rpm_ahead_ms), now);
+  tpm_.restore(left(s.tpm_ahead_ms), now);
+  rpd_.restore(left(s.rpd_ahead_ms), now);
 }
 
 } // namespace tollgate

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,12 @@ public:
   /// Time until `cost` would fit.
   std::chrono::nanoseconds wait_for(int64_t cost, rate_clock::time_point now) const;
 
+  /// How far ahead of `now` the window is used (what it must refill before it is full).
+  std::chrono::nanoseconds used_ahead(rate_clock::time_point now) const { return reset_in(now); }
+  /// Takes over a window used `ahead` beyond `now` (from another node's snapshot); never
+  /// more than a full window.
+  void restore(std::chrono::nanoseconds ahead, rate_clock::time_point now);
+
 private:
   int64_t limit_ = 0;
   int64_t period_ns_ = 0;
@@ -45,6 +52,20 @@ struct rate_headers {
   friend auto inspect(Inspector& f, rate_headers& x) {
     return f(x.fields);
   }
+};
+
+/// A limiter's windows as another node can take them over: how far ahead each was used,
+/// on the wall clock (steady clocks differ between machines). Text: "rpm tpm rpd at_ms".
+struct rate_snapshot {
+  int64_t rpm_ahead_ms = 0;
+  int64_t tpm_ahead_ms = 0;
+  int64_t rpd_ahead_ms = 0;
+  int64_t taken_at_ms = 0; ///< Unix milliseconds when it was taken.
+
+  std::string to_text() const;
+  /// Nothing if `text` is not a snapshot.
+  static std::optional<rate_snapshot> from_text(const std::string& text);
+  friend bool operator==(const rate_snapshot&, const rate_snapshot&) = default;
 };
 
 /// A key's (or user's) windows: requests per minute, tokens per minute, requests per day.
@@ -66,6 +87,11 @@ public:
   void correct_tokens(int64_t delta, rate_clock::time_point now);
   /// OpenAI's x-ratelimit-* headers for the minute windows that are limited.
   rate_headers headers(rate_clock::time_point now) const;
+
+  /// The windows' use at `now` (steady) = `wall_ms` (Unix milliseconds).
+  rate_snapshot snapshot(rate_clock::time_point now, int64_t wall_ms) const;
+  /// Continues from a snapshot: what the windows refilled since it was taken is not owed.
+  void restore(const rate_snapshot& s, rate_clock::time_point now, int64_t wall_ms);
 
 private:
   rate_window rpm_;

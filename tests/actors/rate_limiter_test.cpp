@@ -92,6 +92,40 @@ BOOST_AUTO_TEST_CASE(reset_format) {
   BOOST_TEST(format_reset(3723s) == "1h2m3s");
 }
 
+BOOST_AUTO_TEST_CASE(windows_move_between_nodes) {
+  // A key's windows taken on one node and restored on another: the steady clocks differ,
+  // the wall clock carries what was used.
+  schemas::rate_limits limits{10, 1000, 100};
+  rate_limiter old_owner(limits);
+  auto t0 = rate_clock::time_point(1000s);
+  for (int i = 0; i < 6; ++i)
+    BOOST_TEST(old_owner.admit(50, t0).admitted);
+  auto snap = old_owner.snapshot(t0, 5'000'000);
+  BOOST_TEST(snap.rpm_ahead_ms == 36'000); // 6 of 10 per minute
+  BOOST_TEST(snap.tpm_ahead_ms == 18'000); // 300 of 1000 tokens per minute
+  BOOST_TEST(snap.rpd_ahead_ms == 5'184'000);
+  auto text = snap.to_text();
+  auto parsed = rate_snapshot::from_text(text);
+  BOOST_TEST_REQUIRE(parsed.has_value());
+  BOOST_TEST((*parsed == snap));
+
+  // Restored 6 s later on a node whose steady clock reads something else entirely.
+  rate_limiter new_owner(limits);
+  auto t1 = rate_clock::time_point(7s);
+  new_owner.restore(*parsed, t1, 5'006'000);
+  int admitted = 0;
+  while (new_owner.admit(1, t1).admitted)
+    ++admitted;
+  BOOST_TEST(admitted == 5); // 4 left, plus one refilled in the 6 s that passed
+
+  // A snapshot of an idle key changes nothing; garbage is refused.
+  rate_limiter fresh(limits);
+  fresh.restore(rate_limiter(limits).snapshot(t0, 1), t1, 2);
+  BOOST_TEST(fresh.admit(1, t1).admitted);
+  for (const char* bad : {"", "1 2 3", "1 2 3 4 5", "a b c d", "-1 0 0 5"})
+    BOOST_TEST(!rate_snapshot::from_text(bad).has_value(), bad);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(echo_model)

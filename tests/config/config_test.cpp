@@ -669,6 +669,58 @@ BOOST_AUTO_TEST_CASE(flags_override_the_environment) {
   BOOST_TEST(config.log_level == "error");
 }
 
+BOOST_AUTO_TEST_CASE(cluster_settings_from_file_variables_and_flags) {
+  scratch_dir dir;
+  auto doc = example();
+  doc["cluster"] = {{"listen", "10.0.0.1:7100"},
+                    {"seeds", {"10.0.0.2:7100", "[::1]:7101"}},
+                    {"node_id", "gw-1"},
+                    {"shards", 64},
+                    {"lease_seconds", 4},
+                    {"tls_certificate", "/etc/t/node.pem"},
+                    {"tls_key", "/etc/t/node.key"},
+                    {"tls_ca", "/etc/t/ca.pem"}};
+  const auto file = dir.write("c.json", doc.dump());
+  auto from_file = load({"--config", file}).config.cluster;
+  BOOST_TEST(from_file.enabled());
+  BOOST_TEST(cfg::to_string(*from_file.listen) == "10.0.0.1:7100");
+  BOOST_TEST_REQUIRE(from_file.seeds.size() == 2u);
+  BOOST_TEST(cfg::to_string(from_file.seeds[1]) == "[::1]:7101");
+  BOOST_TEST(from_file.node_id == "gw-1");
+  BOOST_TEST(from_file.shards == 64);
+  BOOST_TEST(from_file.lease.count() == 4000);
+  BOOST_TEST(from_file.tls_ca == "/etc/t/ca.pem");
+
+  auto flagged = load({"--config", file, "--cluster-listen", "127.0.0.1:7200", "--join",
+                       "127.0.0.1:7201,127.0.0.1:7202", "--node-id", "n9"},
+                      {{"TOLLGATE_NODE_ID", "from-env"}})
+                     .config.cluster;
+  BOOST_TEST(cfg::to_string(*flagged.listen) == "127.0.0.1:7200");
+  BOOST_TEST_REQUIRE(flagged.seeds.size() == 2u);
+  BOOST_TEST(cfg::to_string(flagged.seeds[0]) == "127.0.0.1:7201");
+  BOOST_TEST(flagged.node_id == "n9");
+  BOOST_TEST(load({}, {{"TOLLGATE_CLUSTER_LISTEN", "127.0.0.1:7300"}}).config.cluster.enabled());
+  // A single node by default.
+  BOOST_TEST(!load({}).config.cluster.enabled());
+
+  BOOST_TEST(contains(load_error({"--join", "nowhere"}), "--join"));
+  auto reject = [](const char* pointer, json value, const char* part) {
+    auto bad = with(pointer, std::move(value));
+    try {
+      cfg::parse_config(bad.dump(), "test.json");
+      BOOST_ERROR("accepted " << pointer);
+    } catch (const cfg::config_error& e) {
+      BOOST_TEST(contains(e.what(), part), e.what());
+    }
+  };
+  reject("/cluster/shards", 0, "cluster.shards");
+  reject("/cluster/listen", "no-port", "cluster.listen");
+  reject("/cluster/seeds", "10.0.0.2:7100", "cluster.seeds");
+  reject("/cluster/seeds", json::array({"bad"}), "cluster.seeds[0]");
+  reject("/cluster/lease_seconds", 0, "cluster.lease_seconds");
+  reject("/cluster/peers", 1, "unknown key \"peers\" in cluster");
+}
+
 BOOST_AUTO_TEST_CASE(redis_none_disables_redis) {
   scratch_dir dir;
   const auto file = dir.write("t.json", full_example);

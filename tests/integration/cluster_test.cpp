@@ -14,6 +14,7 @@
 
 #include "actors/cluster/shard_map.hpp"
 #include "config/config.hpp"
+#include "schemas/key_format.hpp"
 #include "storage/database.hpp"
 #include "tests/integration/harness.hpp"
 #include "tests/support/mock_upstream_process.hpp"
@@ -62,7 +63,8 @@ public:
     auto id = "node-" + std::to_string(nodes_.size() + 1);
     options.args = {"--cluster-listen", "127.0.0.1:" + std::to_string(free_loopback_port()),
                     "--node-id",        id,
-                    "--log-level",      "info"};
+                    "--log-level",      "info",
+                    "--redis",          require_redis_url()};
     nodes_.push_back(std::make_unique<gateway_process>(options));
     nodes_.back()->start();
     ids_.push_back(id);
@@ -134,9 +136,9 @@ public:
 
   void mark_draining(const std::string& id) { draining_.insert(id); }
 
-  /// The node that holds the shard of `user_id` now.
-  std::size_t owner_of_user(const std::string& user_id) {
-    auto shard = tollgate::cluster::shard_of(user_id, shards);
+  /// The node that holds the shard of `id` (a user id, or a key's hash) now.
+  std::size_t owner_of_user(const std::string& id) {
+    auto shard = tollgate::cluster::shard_of(id, shards);
     auto s = state();
     for (const auto& lease : s["leases"])
       if (lease["shard"] == shard && lease["node_id"].is_string())
@@ -411,6 +413,40 @@ BOOST_AUTO_TEST_CASE(rate_limits_are_cluster_exact) {
   auto sql = cluster.open_db();
   check_ledger_invariants(*sql, bob.id);
   BOOST_TEST(ledger_of(*sql, bob.id).size() == static_cast<std::size_t>(rpm) + 1);
+}
+
+BOOST_AUTO_TEST_CASE(rate_windows_follow_a_moving_key) {
+  mock_upstream mock;
+  test_cluster cluster(2, mock.base_url());
+  auto admin = cluster.admin(0);
+  constexpr int per_day = 10;
+  auto gus = make_metered_user(admin, "gus@example.com", 1'000'000, {{"rpd", per_day}});
+  auto owner = cluster.owner_of_user(tollgate::schemas::sha256_hex(gus.key));
+  auto other = 1 - owner;
+  http_client through_other(cluster.node(other).base_url());
+  through_other.bearer(gus.key);
+  auto call = [&] {
+    return through_other
+        .post("/v1/chat/completions", dump(chat_body("gpt-mock", exact_prompt, max_tokens)))
+        .status;
+  };
+  for (int i = 0; i < 6; ++i)
+    BOOST_TEST(call() == 200);
+  // The key's owner hands its shards over: the key's windows go along through Redis.
+  auto drained = cluster.admin(other).post("/admin/cluster/drain/" + cluster.id(owner), "{}");
+  BOOST_TEST_REQUIRE(drained.status == 202, drained.body);
+  cluster.mark_draining(cluster.id(owner));
+  BOOST_TEST_REQUIRE(cluster.wait_settled(), cluster.state().dump());
+  BOOST_TEST(cluster.owner_of_user(tollgate::schemas::sha256_hex(gus.key)) == other);
+  int admitted = 0;
+  int limited = 0;
+  for (int i = 0; i < 8; ++i) {
+    auto status = call();
+    admitted += status == 200;
+    limited += status == 429;
+  }
+  BOOST_TEST(admitted == per_day - 6); // the day's window moved with the key
+  BOOST_TEST(limited == 8 - (per_day - 6));
 }
 
 BOOST_AUTO_TEST_CASE(join_under_load_fails_no_call) {
