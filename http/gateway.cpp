@@ -120,6 +120,15 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   auto db = std::make_shared<const storage::database>(
       config::parse_database_url(cfg.database),
       cluster.enabled() ? storage::cluster_repository::session_name(node_id) : std::string());
+  if (cluster.enabled() && !cluster.tls_certificate.empty()) {
+    // With CAF 0.17's OpenSSL module, a peer's actors are reported down right after the
+    // TLS connection is made, so that nodes cannot watch each other: refused rather than
+    // run a cluster that cannot notice a dead node.
+    std::fprintf(stderr,
+                 "tollgate: TLS between cluster nodes (cluster.tls_*) is not available yet; "
+                 "unset the tls_* keys and keep the cluster addresses on a private network.\n");
+    return 1;
+  }
   if (cluster.enabled() && db->is_sqlite()) {
     std::fprintf(stderr,
                  "tollgate: a cluster needs PostgreSQL, but the database is SQLite (%s). Nodes "

@@ -177,7 +177,7 @@ void forget_entry(self_ptr self,
 
 /// Forgets an actor that ended without being passivated (it crashed, or its user actor
 /// ended): the next call activates a fresh one from the committed state.
-void forget(self_ptr self, const caf::actor_addr& gone) {
+void forget(self_ptr self, const caf::actor_addr& gone, const caf::error& reason = {}) {
   auto& st = self->state;
   for (auto it = st.keys.begin(); it != st.keys.end(); ++it) {
     if (it->second.handle.address() == gone) {
@@ -196,7 +196,7 @@ void forget(self_ptr self, const caf::actor_addr& gone) {
   for (auto it = remote.begin(); it != remote.end(); ++it) {
     if (it->second.address() == gone) {
       auto node = it->first;
-      spdlog::info("cluster: lost the connection to node {}", node);
+      spdlog::info("cluster: lost the connection to node {}: {}", node, to_string(reason));
       remote.erase(it);
       // Calls it had not answered go to wherever their shard is served next.
       auto pending = std::move(st.cluster.relays[node]);
@@ -561,7 +561,7 @@ void check_release(self_ptr self, int32_t shard,
 }
 
 caf::behavior directory_behavior(self_ptr self) {
-  self->set_down_handler([=](caf::down_msg& msg) { forget(self, msg.source); });
+  self->set_down_handler([=](caf::down_msg& msg) { forget(self, msg.source, msg.reason); });
   // Key and user actors end with the directory (node shutdown).
   self->set_exit_handler([=](caf::exit_msg& msg) {
     for (auto& [hash, entry] : self->state.keys)

@@ -335,6 +335,22 @@ BOOST_AUTO_TEST_CASE(sqlite_is_refused) {
   BOOST_TEST(node.log().find("a cluster needs PostgreSQL") != std::string::npos, node.log());
 }
 
+BOOST_AUTO_TEST_CASE(tls_is_refused_until_it_works) {
+  scoped_pg_database pg(require_pg_url());
+  gateway_options options;
+  options.database_url = pg.url();
+  options.config_json = json{{"cluster",
+                              {{"tls_certificate", "/nonexistent/node.pem"},
+                               {"tls_key", "/nonexistent/node.key"},
+                               {"tls_ca", "/nonexistent/ca.pem"}}}}
+                            .dump();
+  options.args = {"--cluster-listen", "127.0.0.1:" + std::to_string(free_loopback_port())};
+  options.start_timeout = 10s;
+  gateway_process node(options);
+  BOOST_CHECK_THROW(node.start(), std::exception);
+  BOOST_TEST(node.log().find("TLS between cluster nodes") != std::string::npos, node.log());
+}
+
 BOOST_AUTO_TEST_CASE(concurrent_spend_never_exceeds_the_balance) {
   mock_upstream mock;
   mock.settings({{"latency_ms", 20}, {"ttft_ms", 20}});
