@@ -186,28 +186,29 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   ctx->admin_key_hash = admin_hash;
   ctx->max_body_bytes = cfg.http.max_body_bytes;
 
+  // Every long-lived actor ends with the gateway (the actor system waits for them).
+  auto stop_actors = [&] {
+    for (auto& a : {admin, directory, ledger, model_router, providers, redis})
+      if (a)
+        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    for (auto& w : pool.workers())
+      caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+  };
+
   server front(cfg, ctx);
   try {
     front.start();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tollgate: cannot listen on %s: %s\n",
                  config::to_string(cfg.listen).c_str(), e.what());
-    for (auto& a : {admin, directory, ledger, model_router, providers, redis})
-      if (a)
-        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-    for (auto& w : pool.workers())
-      caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+    stop_actors();
     return 1;
   }
   caf::actor agent;
   if (cluster.enabled()) {
     if (!publish_directory(sys, cluster, directory)) {
       front.stop();
-      for (auto& a : {admin, directory, ledger, model_router, providers, redis})
-        if (a)
-          caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-      for (auto& w : pool.workers())
-        caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+      stop_actors();
       return 1;
     }
     for (const auto& seed : cluster.seeds) {
@@ -259,11 +260,7 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
       spdlog::warn("cluster: could not record leaving: {}", e.what());
     }
   }
-  for (auto& a : {admin, directory, ledger, model_router, providers, redis})
-    if (a)
-      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  for (auto& w : pool.workers())
-    caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+  stop_actors();
   return 0;
 }
 

@@ -50,6 +50,18 @@ void post_durably(self_ptr self, storage::ledger_post post, int attempts,
           });
 }
 
+/// The ledger post of a call's charge, with its usage record.
+storage::ledger_post charge_post(const user_state& st, settlement s, int64_t charge) {
+  storage::ledger_post post;
+  post.change = {0, st.user.id,    s.hold_id,      "charge",           -charge,
+                 0, s.usage.model, s.usage.key_id, storage::unix_now()};
+  post.usage = std::move(s.usage);
+  post.usage.cost = charge;
+  post.usage.user_id = st.user.id;
+  post.usage.created_at = post.change.created_at;
+  return post;
+}
+
 user_view view_of(const user_state& st) {
   auto user = st.user;
   user.balance = st.account.balance();
@@ -145,13 +157,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         auto used = s.usage.prompt_tokens + s.usage.completion_tokens;
         st.limiter.correct_tokens(used - owner.mapped().tokens, rate_clock::now());
         auto charge = st.account.settle_hold(s.hold_id, s.cost);
-        storage::ledger_post post;
-        post.change = {0, st.user.id,    s.hold_id,      "charge",           -charge,
-                       0, s.usage.model, s.usage.key_id, storage::unix_now()};
-        post.usage = std::move(s.usage);
-        post.usage.cost = charge;
-        post.usage.user_id = st.user.id;
-        post.usage.created_at = post.change.created_at;
+        auto post = charge_post(st, std::move(s), charge);
         auto promise = self->make_response_promise();
         post_durably(self, std::move(post), ledger_attempts,
                      [=](storage::ledger_result result) mutable {
@@ -173,14 +179,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         auto& st = self->state;
         auto charge = std::min(s.cost, std::max<int64_t>(st.account.available(), 0));
         st.account.begin_change(-charge);
-        storage::ledger_post post;
-        post.change = {0, st.user.id,    s.hold_id,      "charge",           -charge,
-                       0, s.usage.model, s.usage.key_id, storage::unix_now()};
-        post.floor = 0;
-        post.usage = std::move(s.usage);
-        post.usage.cost = charge;
-        post.usage.user_id = st.user.id;
-        post.usage.created_at = post.change.created_at;
+        auto post = charge_post(st, std::move(s), charge);
         auto promise = self->make_response_promise();
         post_durably(self, std::move(post), ledger_attempts,
                      [=](storage::ledger_result result) mutable {

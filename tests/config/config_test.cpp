@@ -185,6 +185,17 @@ void check_defaults(const cfg::gateway_config& config) {
   BOOST_TEST(model.deployments[0].priority == 1u);
 }
 
+/// The example with `value` at `pointer` must be refused with a message containing `part`.
+void reject(const char* pointer, json value, const char* part) {
+  auto doc = with(pointer, std::move(value));
+  try {
+    cfg::parse_config(doc.dump(), "test.json");
+    BOOST_ERROR("accepted " << pointer);
+  } catch (const cfg::config_error& e) {
+    BOOST_TEST(contains(e.what(), part), e.what());
+  }
+}
+
 constexpr const char* minimal_file = R"({ "listen": "127.0.0.1:9000", "log_level": "warn" })";
 
 } // namespace
@@ -355,15 +366,6 @@ BOOST_AUTO_TEST_CASE(routing_and_deployment_settings_are_read) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_routing_values_name_the_key) {
-  auto reject = [](const char* pointer, json value, const char* part) {
-    auto doc = with(pointer, std::move(value));
-    try {
-      cfg::parse_config(doc.dump(), "test.json");
-      BOOST_ERROR("accepted " << pointer);
-    } catch (const cfg::config_error& e) {
-      BOOST_TEST(contains(e.what(), part), e.what());
-    }
-  };
   reject("/routing/max_attempts", 0, "routing.max_attempts");
   reject("/routing/retry_budget_percent", 101, "routing.retry_budget_percent");
   reject("/routing/retries", 1, "unknown key \"retries\" in routing");
@@ -704,15 +706,6 @@ BOOST_AUTO_TEST_CASE(cluster_settings_from_file_variables_and_flags) {
   BOOST_TEST(!load({}).config.cluster.enabled());
 
   BOOST_TEST(contains(load_error({"--join", "nowhere"}), "--join"));
-  auto reject = [](const char* pointer, json value, const char* part) {
-    auto bad = with(pointer, std::move(value));
-    try {
-      cfg::parse_config(bad.dump(), "test.json");
-      BOOST_ERROR("accepted " << pointer);
-    } catch (const cfg::config_error& e) {
-      BOOST_TEST(contains(e.what(), part), e.what());
-    }
-  };
   reject("/cluster/shards", 0, "cluster.shards");
   reject("/cluster/listen", "no-port", "cluster.listen");
   reject("/cluster/seeds", "10.0.0.2:7100", "cluster.seeds");

@@ -322,17 +322,21 @@ void expect_charged_exactly(test_cluster& cluster, const metered_user& user, int
   BOOST_TEST((used == charged));
 }
 
+/// A node started with `options` and --cluster-listen exits at once, saying `why`.
+void expect_refused_node(gateway_options options, const std::string& why) {
+  options.args = {"--cluster-listen", "127.0.0.1:" + std::to_string(free_loopback_port())};
+  options.start_timeout = 10s;
+  gateway_process node(options);
+  BOOST_CHECK_THROW(node.start(), std::exception);
+  BOOST_TEST(node.log().find(why) != std::string::npos, node.log());
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(cluster_live)
 
 BOOST_AUTO_TEST_CASE(sqlite_is_refused) {
-  gateway_options options;
-  options.args = {"--cluster-listen", "127.0.0.1:" + std::to_string(free_loopback_port())};
-  options.start_timeout = 10s;
-  gateway_process node(options);
-  BOOST_CHECK_THROW(node.start(), std::exception);
-  BOOST_TEST(node.log().find("a cluster needs PostgreSQL") != std::string::npos, node.log());
+  expect_refused_node({}, "a cluster needs PostgreSQL");
 }
 
 BOOST_AUTO_TEST_CASE(tls_is_refused_until_it_works) {
@@ -344,11 +348,7 @@ BOOST_AUTO_TEST_CASE(tls_is_refused_until_it_works) {
                                {"tls_key", "/nonexistent/node.key"},
                                {"tls_ca", "/nonexistent/ca.pem"}}}}
                             .dump();
-  options.args = {"--cluster-listen", "127.0.0.1:" + std::to_string(free_loopback_port())};
-  options.start_timeout = 10s;
-  gateway_process node(options);
-  BOOST_CHECK_THROW(node.start(), std::exception);
-  BOOST_TEST(node.log().find("TLS between cluster nodes") != std::string::npos, node.log());
+  expect_refused_node(std::move(options), "TLS between cluster nodes");
 }
 
 BOOST_AUTO_TEST_CASE(concurrent_spend_never_exceeds_the_balance) {

@@ -7,6 +7,7 @@
 #include "storage/ledger_batch.hpp"
 #include "storage/ledger_repository.hpp"
 #include "storage/users_repository.hpp"
+#include "tests/storage/backends.hpp"
 #include "tests/support/live_services.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -123,34 +124,20 @@ void check_fenced_batches(const storage::database& db) {
   BOOST_TEST(!ledger.find_by_request("r3"));
 }
 
-template <class Check>
-void on_sqlite(Check check) {
-  test::temp_dir dir;
-  storage::database db(config::parse_database_url("sqlite://" + (dir / "t.db").string()));
-  check(db);
-}
-
-template <class Check>
-void on_postgres(Check check) {
-  test::scoped_pg_database pg(test::require_pg_url());
-  storage::database db(config::parse_database_url(pg.url()));
-  check(db);
-}
-
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(cluster_storage_sqlite)
 
 BOOST_AUTO_TEST_CASE(membership) {
-  on_sqlite(check_membership);
+  test::on_sqlite(check_membership);
 }
 
 BOOST_AUTO_TEST_CASE(leases) {
-  on_sqlite(check_leases);
+  test::on_sqlite(check_leases);
 }
 
 BOOST_AUTO_TEST_CASE(fenced_batches) {
-  on_sqlite(check_fenced_batches);
+  test::on_sqlite(check_fenced_batches);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -158,15 +145,15 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(cluster_storage_live)
 
 BOOST_AUTO_TEST_CASE(membership) {
-  on_postgres(check_membership);
+  test::on_postgres(check_membership);
 }
 
 BOOST_AUTO_TEST_CASE(leases) {
-  on_postgres(check_leases);
+  test::on_postgres(check_leases);
 }
 
 BOOST_AUTO_TEST_CASE(fenced_batches) {
-  on_postgres(check_fenced_batches);
+  test::on_postgres(check_fenced_batches);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -8,6 +8,7 @@
 #include "storage/ledger_batch.hpp"
 #include "storage/ledger_repository.hpp"
 #include "storage/users_repository.hpp"
+#include "tests/storage/backends.hpp"
 #include "tests/support/live_services.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -154,40 +155,24 @@ void check_keys_and_users(const storage::database& db) {
   BOOST_TEST(keys.list_for_user(user.id).size() == 1u);
 }
 
-/// Runs `check` on a fresh SQLite file.
-template <class Check>
-void on_sqlite(Check check) {
-  test::temp_dir dir;
-  storage::database db(config::parse_database_url("sqlite://" + (dir / "t.db").string()));
-  check(db);
-}
-
-/// Runs `check` on a fresh PostgreSQL database.
-template <class Check>
-void on_postgres(Check check) {
-  test::scoped_pg_database pg(test::require_pg_url());
-  storage::database db(config::parse_database_url(pg.url()));
-  check(db);
-}
-
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(ledger_storage_sqlite)
 
 BOOST_AUTO_TEST_CASE(migrations) {
-  on_sqlite(check_migrations_are_idempotent);
+  test::on_sqlite(check_migrations_are_idempotent);
 }
 BOOST_AUTO_TEST_CASE(apply) {
-  on_sqlite(check_ledger_apply);
+  test::on_sqlite(check_ledger_apply);
 }
 BOOST_AUTO_TEST_CASE(batches) {
-  on_sqlite(check_batches_commit_together);
+  test::on_sqlite(check_batches_commit_together);
 }
 BOOST_AUTO_TEST_CASE(append_only) {
-  on_sqlite(check_ledger_is_append_only);
+  test::on_sqlite(check_ledger_is_append_only);
 }
 BOOST_AUTO_TEST_CASE(keys_and_users) {
-  on_sqlite(check_keys_and_users);
+  test::on_sqlite(check_keys_and_users);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -195,19 +180,19 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(ledger_storage_live)
 
 BOOST_AUTO_TEST_CASE(migrations) {
-  on_postgres(check_migrations_are_idempotent);
+  test::on_postgres(check_migrations_are_idempotent);
 }
 BOOST_AUTO_TEST_CASE(apply) {
-  on_postgres(check_ledger_apply);
+  test::on_postgres(check_ledger_apply);
 }
 BOOST_AUTO_TEST_CASE(batches) {
-  on_postgres(check_batches_commit_together);
+  test::on_postgres(check_batches_commit_together);
 }
 BOOST_AUTO_TEST_CASE(append_only) {
-  on_postgres(check_ledger_is_append_only);
+  test::on_postgres(check_ledger_is_append_only);
 }
 BOOST_AUTO_TEST_CASE(keys_and_users) {
-  on_postgres(check_keys_and_users);
+  test::on_postgres(check_keys_and_users);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
