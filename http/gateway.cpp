@@ -1,5 +1,11 @@
 #include "http/gateway.hpp"
 
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -63,6 +69,33 @@ caf::actor middleman_of(caf::actor_system& sys, const config::cluster_config& cl
   return caf::actor_cast<caf::actor>(sys.middleman().actor_handle());
 }
 
+/// Whether a TCP connection to `where` can be made within a second.
+bool tcp_reachable(const config::listen_address& where) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(where.host.c_str(), std::to_string(where.port).c_str(), &hints, &found) != 0)
+    return false;
+  bool ok = false;
+  for (auto* a = found; a && !ok; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK, a->ai_protocol);
+    if (fd < 0)
+      continue;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      ok = true;
+    } else if (errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      int err = 0;
+      socklen_t len = sizeof(err);
+      ok = poll(&p, 1, 1000) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+           err == 0;
+    }
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return ok;
+}
+
 /// Publishes this node's directory on the cluster address; false (logged) on failure.
 bool publish_directory(caf::actor_system& sys, const config::cluster_config& cluster,
                        const caf::actor& directory) {
@@ -120,15 +153,6 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   auto db = std::make_shared<const storage::database>(
       config::parse_database_url(cfg.database),
       cluster.enabled() ? storage::cluster_repository::session_name(node_id) : std::string());
-  if (cluster.enabled() && !cluster.tls_certificate.empty()) {
-    // With CAF 0.17's OpenSSL module, a peer's actors are reported down right after the
-    // TLS connection is made, so that nodes cannot watch each other: refused rather than
-    // run a cluster that cannot notice a dead node.
-    std::fprintf(stderr,
-                 "tollgate: TLS between cluster nodes (cluster.tls_*) is not available yet; "
-                 "unset the tls_* keys and keep the cluster addresses on a private network.\n");
-    return 1;
-  }
   if (cluster.enabled() && db->is_sqlite()) {
     std::fprintf(stderr,
                  "tollgate: a cluster needs PostgreSQL, but the database is SQLite (%s). Nodes "
@@ -211,13 +235,12 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
       stop_actors();
       return 1;
     }
-    for (const auto& seed : cluster.seeds) {
-      auto peer = sys.middleman().remote_actor(seed.host, seed.port);
-      if (!peer)
-        spdlog::warn("cluster: seed {} is not reachable ({}); members are also found in the "
-                     "database",
-                     config::to_string(seed), sys.render(peer.error()));
-    }
+    // Members are learned from the database; seeds are checked so that a wrong address
+    // shows at start. (A CAF connection here could duplicate one a peer opens.)
+    for (const auto& seed : cluster.seeds)
+      if (!tcp_reachable(seed))
+        spdlog::warn("cluster: seed {} is not reachable; members are also found in the database",
+                     config::to_string(seed));
     storage::node_row me{
         node_id, config::to_string(*cluster.listen), config::to_string(cfg.listen), "active", 0, 0};
     agent = sys.spawn(cluster_agent, me, static_cast<int32_t>(cluster.shards), cluster.lease,

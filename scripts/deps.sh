@@ -34,7 +34,8 @@ packages+=(libcaf-dev librestinio-dev libasio-dev libfmt-dev libhttp-parser-dev
 packages+=(curl ca-certificates)
 if ((want_test)); then
   # postgresql pulls postgresql-15 (+ psql); redis-server pulls redis-tools (redis-cli).
-  packages+=(postgresql redis-server)
+  # openssl: the cluster TLS test makes its own CA and node certificates.
+  packages+=(postgresql redis-server openssl)
 fi
 if ((want_bench)); then
   packages+=(wrk)

@@ -154,6 +154,9 @@ void apply(self_ptr self, storage::cluster_snapshot snapshot) {
   }
   auto node = st.self.node_id;
   for (auto shard : plan.stale) {
+    // An acquisition whose answer is still on its way also looks held-but-not-served.
+    if (st.moving.count(shard))
+      continue;
     int64_t epoch = 0;
     for (const auto& lease : st.last.leases)
       if (lease.shard == shard)

@@ -254,6 +254,11 @@ void connect(self_ptr self, const std::string& node) {
   auto address = c.addresses.find(node);
   if (address == c.addresses.end() || c.connecting.count(node) || !c.middleman)
     return;
+  // One connection per pair of nodes, opened by the one with the smaller id: the other
+  // learns this directory from its hello. (Two connections between the same two nodes,
+  // one each way, make CAF drop the route over TLS.)
+  if (!(c.self_id < node))
+    return;
   if (auto failed = c.unreachable.find(node);
       failed != c.unreachable.end() &&
       std::chrono::steady_clock::now() - failed->second < std::chrono::seconds(1))
@@ -279,6 +284,7 @@ void connect(self_ptr self, const std::string& node) {
             self->monitor(handle);
             now.remote[node] = handle;
             now.unreachable.erase(node);
+            self->send(handle, cluster_atom_v, now.self_id, caf::actor_cast<caf::actor>(self));
             spdlog::info("cluster: connected to node {} at {}", node, to_string(where));
             retry_waiting(self);
           },
@@ -661,6 +667,20 @@ caf::behavior directory_behavior(self_ptr self) {
         return promise;
       },
       [=](release_atom, int32_t shard, bool) { check_release(self, shard, releases); },
+      [=](cluster_atom, const std::string& node, const caf::actor& peer) {
+        // Hello from a node with a smaller id that connected to this one: its directory,
+        // reached over that same connection.
+        auto& c = self->state.cluster;
+        if (!peer || node == c.self_id)
+          return;
+        if (auto old = c.remote.find(node); old != c.remote.end() && old->second != peer)
+          self->demonitor(old->second);
+        self->monitor(peer);
+        c.remote[node] = peer;
+        c.unreachable.erase(node);
+        spdlog::info("cluster: node {} connected to this one", node);
+        retry_waiting(self);
+      },
       [=](cluster_view& view) {
         auto& c = self->state.cluster;
         c.owners = std::move(view.owners);

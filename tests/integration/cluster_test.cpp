@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,6 +20,7 @@
 #include "tests/integration/harness.hpp"
 #include "tests/support/mock_upstream_process.hpp"
 #include "tests/support/ports.hpp"
+#include "tests/support/temp_dir.hpp"
 
 // A cluster of real tollgate processes on loopback sharing one PostgreSQL: calls spread over
 // every node, nodes join, drain, crash and stall, and each test ends by checking the
@@ -44,10 +46,11 @@ constexpr int64_t cost = 22 + 2 * max_tokens;
 /// N tollgate nodes on one fresh PostgreSQL database, in front of one mock upstream.
 class test_cluster {
 public:
-  test_cluster(int nodes, const std::string& mock_url)
+  test_cluster(int nodes, const std::string& mock_url, const json& cluster_extra = json::object())
       : pg_(require_pg_url()) {
     config_ = mock_gateway_config(mock_url);
     config_["cluster"] = {{"lease_seconds", lease_seconds}, {"shards", shards}};
+    config_["cluster"].update(cluster_extra);
     admin_key_ = "tg-admin-" + std::string(48, 'c');
     for (int i = 0; i < nodes; ++i)
       add_node(false);
@@ -61,10 +64,10 @@ public:
     options.database_url = pg_.url();
     options.env["TOLLGATE_ADMIN_KEY"] = admin_key_;
     auto id = "node-" + std::to_string(nodes_.size() + 1);
-    options.args = {"--cluster-listen", "127.0.0.1:" + std::to_string(free_loopback_port()),
-                    "--node-id",        id,
-                    "--log-level",      "info",
-                    "--redis",          require_redis_url()};
+    cluster_addresses_.push_back("127.0.0.1:" + std::to_string(free_loopback_port()));
+    options.args = {
+        "--cluster-listen", cluster_addresses_.back(), "--node-id", id, "--log-level", "info",
+        "--redis",          require_redis_url()};
     nodes_.push_back(std::make_unique<gateway_process>(options));
     nodes_.back()->start();
     ids_.push_back(id);
@@ -77,6 +80,7 @@ public:
   std::size_t size() const { return nodes_.size(); }
   gateway_process& node(std::size_t i) { return *nodes_.at(i); }
   const std::string& id(std::size_t i) const { return ids_.at(i); }
+  const std::string& cluster_address(std::size_t i) const { return cluster_addresses_.at(i); }
 
   http_client admin(std::size_t i, std::chrono::milliseconds timeout = 30000ms) {
     http_client c(node(i).base_url());
@@ -168,6 +172,7 @@ private:
   json config_;
   std::string admin_key_;
   std::vector<std::string> ids_;
+  std::vector<std::string> cluster_addresses_;
   std::set<std::string> draining_;
   std::vector<std::unique_ptr<gateway_process>> nodes_;
 };
@@ -339,16 +344,47 @@ BOOST_AUTO_TEST_CASE(sqlite_is_refused) {
   expect_refused_node({}, "a cluster needs PostgreSQL");
 }
 
-BOOST_AUTO_TEST_CASE(tls_is_refused_until_it_works) {
-  scoped_pg_database pg(require_pg_url());
-  gateway_options options;
-  options.database_url = pg.url();
-  options.config_json = json{{"cluster",
-                              {{"tls_certificate", "/nonexistent/node.pem"},
-                               {"tls_key", "/nonexistent/node.key"},
-                               {"tls_ca", "/nonexistent/ca.pem"}}}}
-                            .dump();
-  expect_refused_node(std::move(options), "TLS between cluster nodes");
+BOOST_AUTO_TEST_CASE(nodes_talk_over_tls) {
+  // A CA and one node certificate for both nodes, made here with the openssl tool.
+  temp_dir certs;
+  auto run = [&](const std::string& command) {
+    auto full = "cd '" + certs.path().string() + "' && " + command + " >/dev/null 2>&1";
+    BOOST_TEST_REQUIRE(std::system(full.c_str()) == 0, command);
+  };
+  run("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+      "-subj /CN=tollgate-test-ca");
+  run("openssl req -newkey rsa:2048 -nodes -keyout node.key -out node.csr -subj /CN=127.0.0.1");
+  run("openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem "
+      "-days 2");
+  mock_upstream mock;
+  json tls{{"tls_certificate", (certs / "node.pem").string()},
+           {"tls_key", (certs / "node.key").string()},
+           {"tls_ca", (certs / "ca.pem").string()}};
+  test_cluster cluster(2, mock.base_url(), tls);
+  auto admin = cluster.admin(0);
+  const int64_t opening = 1'000'000;
+  auto hal = make_metered_user(admin, "hal@example.com", opening);
+  // Through both nodes: one of them relays to the other over TLS.
+  std::vector<outcome> outcomes;
+  for (std::size_t i = 0; i < 10; ++i) {
+    http_client client(cluster.node(i % 2).base_url());
+    client.bearer(hal.key);
+    auto r = client.post("/v1/chat/completions",
+                         dump(chat_body("gpt-mock", exact_prompt, max_tokens, i % 3 == 0)));
+    outcome o;
+    o.node = i % 2;
+    o.status = r.status;
+    o.request_id = r.header("x-request-id");
+    o.body = r.body.substr(0, 300);
+    outcomes.push_back(o);
+  }
+  expect_all_succeeded(outcomes, "calls over a TLS cluster");
+  expect_charged_exactly(cluster, hal, opening, outcomes);
+  // The cluster port speaks TLS with the configured CA.
+  auto probe = "openssl s_client -brief -connect " + cluster.cluster_address(1) +
+               " -CAfile ca.pem -cert node.pem -key node.key </dev/null 2>&1 | grep -q "
+               "'Verification: OK'";
+  run(probe);
 }
 
 BOOST_AUTO_TEST_CASE(concurrent_spend_never_exceeds_the_balance) {
