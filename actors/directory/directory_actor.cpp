@@ -644,11 +644,16 @@ caf::behavior directory_behavior(self_ptr self) {
         retry_waiting(self);
       },
       [=](drop_atom, int32_t shard) {
+        // The lease is lost (or could not be renewed in time): nothing new starts here, and
+        // the keys' windows are still saved, so that a key activated again (here or on the
+        // next owner) does not start with fresh windows.
         auto& c = self->state.cluster;
-        stop_shard(self, shard);
         c.serving.erase(shard);
         c.releasing.erase(shard);
-        retry_waiting(self);
+        save_windows_then(self, shard, [=] {
+          stop_shard(self, shard);
+          retry_waiting(self);
+        });
       },
       [=](release_atom, int32_t shard) {
         auto& c = self->state.cluster;
