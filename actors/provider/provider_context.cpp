@@ -20,7 +20,7 @@ std::string api_key_of(const config::provider_config& config) {
 }
 
 transfer_spec base_transfer(const upstream_call& call, std::string url, std::string body,
-                            std::vector<std::string> headers) {
+                            std::vector<std::string> headers, const caf::actor& provider) {
   transfer_spec spec;
   spec.url = std::move(url);
   spec.headers = {"Content-Type: application/json",
@@ -32,6 +32,15 @@ transfer_spec base_transfer(const upstream_call& call, std::string url, std::str
   spec.stream = call.stream;
   spec.connect_timeout = std::chrono::milliseconds(call.connect_ms);
   spec.total_timeout = std::chrono::milliseconds(call.total_ms);
+  auto requester = call.requester;
+  auto attempt = call.attempt;
+  spec.on_data = [requester, attempt](uint64_t, std::string_view bytes) {
+    caf::anon_send(requester, upstream_data_atom_v, attempt, std::string(bytes));
+  };
+  spec.on_done = [requester, attempt, provider](uint64_t id, transfer_result result) {
+    caf::anon_send(provider, upstream_done_atom_v, id);
+    caf::anon_send(requester, upstream_done_atom_v, attempt, std::move(result));
+  };
   return spec;
 }
 

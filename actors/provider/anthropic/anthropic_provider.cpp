@@ -42,11 +42,10 @@ caf::behavior anthropic_provider(caf::stateful_actor<anthropic_provider_state>* 
         if (!st.api_key.empty())
           own.push_back("x-api-key: " + st.api_key);
         auto spec = base_transfer(call, st.ctx.config.base_url + "/messages", std::move(body),
-                                  std::move(own));
-        // The loop thread talks to the requester directly and owns the stream's translator.
+                                  std::move(own), caf::actor_cast<caf::actor>(self));
+        // The loop thread owns the stream's translator.
         auto requester = call.requester;
         auto attempt = call.attempt;
-        auto me = caf::actor_cast<caf::actor>(self);
         std::shared_ptr<anthropic::anthropic_stream_translator> translator;
         if (call.stream) {
           // The requester reports a failed stream itself: the translator only records it.
@@ -64,11 +63,10 @@ caf::behavior anthropic_provider(caf::stateful_actor<anthropic_provider_state>* 
                 running->cancel(id);
           };
         }
-        spec.on_done = [requester, attempt, me, translator, model](uint64_t id,
-                                                                   transfer_result result) {
+        spec.on_done = [report = std::move(spec.on_done), translator,
+                        model](uint64_t id, transfer_result result) {
           anthropic::to_openai_result(result, model, translator.get());
-          caf::anon_send(me, upstream_done_atom_v, id);
-          caf::anon_send(requester, upstream_done_atom_v, attempt, std::move(result));
+          report(id, std::move(result));
         };
         ++st.in_flight;
         return st.ctx.loop->start(std::move(spec));

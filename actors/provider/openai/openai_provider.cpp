@@ -12,19 +12,9 @@ caf::behavior openai_provider(caf::stateful_actor<openai_provider_state>* self,
         std::vector<std::string> auth;
         if (!st.api_key.empty())
           auth.push_back("Authorization: Bearer " + st.api_key);
-        auto spec = base_transfer(call, st.ctx.config.base_url + "/" + call.path,
-                                  std::move(call.body), std::move(auth));
-        // The loop thread talks to the requester directly: the stream bypasses this actor.
-        auto requester = call.requester;
-        auto attempt = call.attempt;
-        auto me = caf::actor_cast<caf::actor>(self);
-        spec.on_data = [requester, attempt](uint64_t, std::string_view bytes) {
-          caf::anon_send(requester, upstream_data_atom_v, attempt, std::string(bytes));
-        };
-        spec.on_done = [requester, attempt, me](uint64_t id, transfer_result result) {
-          caf::anon_send(me, upstream_done_atom_v, id);
-          caf::anon_send(requester, upstream_done_atom_v, attempt, std::move(result));
-        };
+        auto spec =
+            base_transfer(call, st.ctx.config.base_url + "/" + call.path, std::move(call.body),
+                          std::move(auth), caf::actor_cast<caf::actor>(self));
         ++st.in_flight;
         return st.ctx.loop->start(std::move(spec));
       },
