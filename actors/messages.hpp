@@ -133,10 +133,13 @@ struct admission_request {
   std::string client_ip;
   std::string model;
   int64_t tokens = 0; ///< Estimated tokens of the call, charged to the token window now.
+  /// The call was admitted before and then found its user actor gone or handing over: it
+  /// is not counted again, and the key looks its user up afresh.
+  bool again = false;
 
   template <class Inspector>
   friend auto inspect(Inspector& f, admission_request& x) {
-    return f(x.client_ip, x.model, x.tokens);
+    return f(x.client_ip, x.model, x.tokens, x.again);
   }
 };
 

@@ -665,6 +665,7 @@ void admit(self_ptr self, const ctx_ptr& ctx, int attempts) {
   const auto& call = ctx->call;
   admission_request ar{call.client_ip, call.model,
                        call.prompt_tokens + call.max_tokens * call.choices};
+  ar.again = self->state.readmissions > 0;
   self->request(ctx->actors.directory, actor_timeout, admit_atom_v, call.key_hash, std::move(ar))
       .then(
           [=](admission& a) {

@@ -13,6 +13,42 @@ schemas::rate_limits effective_limits(const schemas::rate_limits& own,
           own.rpd > 0 ? own.rpd : defaults.rpd};
 }
 
+using self_ptr = caf::stateful_actor<key_state>*;
+
+/// How long a key waits for its user actor to be found (the directory itself gives up on a
+/// shard that does not settle sooner).
+constexpr auto resolve_timeout = std::chrono::seconds(30);
+
+/// Answers with `answer(user)`, given the key's user actor: the one this actor holds, or,
+/// once that one ended (passivated, or its shard moved to another node) or a call found it
+/// gone (`stale`), the one the directory finds now, wherever it lives. The key's rate
+/// windows stay with this actor either way.
+template <class T, class Fn>
+caf::result<T> with_user(self_ptr self, bool stale, Fn answer) {
+  auto& st = self->state;
+  if (st.user && !stale)
+    return answer(st.user);
+  auto promise = self->make_response_promise<T>();
+  self->request(st.directory, resolve_timeout, resolve_user_atom_v, st.key.user_id)
+      .then(
+          [=](caf::actor& user) mutable {
+            auto& now = self->state;
+            if (user != now.user) {
+              if (now.user)
+                self->demonitor(now.user);
+              now.user = user;
+              self->monitor(user);
+            }
+            auto answered = answer(user);
+            if (answered)
+              promise.deliver(std::move(*answered));
+            else
+              promise.deliver(answered.error());
+          },
+          [=](caf::error& err) mutable { promise.deliver(err); });
+  return promise;
+}
+
 } // namespace
 
 schemas::api_error rate_limit_error(const rate_limiter& limiter,
@@ -44,33 +80,42 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
   init.user = std::move(user);
   init.directory = std::move(directory);
   // The user actor may live on another node and end first (passivated, crashed, or its
-  // shard moved): this actor then ends too, and the next call resolves the user afresh.
+  // shard moved): the next call finds the user afresh; the windows stay here.
   self->monitor(init.user);
   self->set_down_handler([=](caf::down_msg& msg) {
-    if (msg.source == self->state.user.address())
-      self->quit();
+    auto& st = self->state;
+    if (st.user && msg.source == st.user.address())
+      st.user = nullptr;
   });
   return {
       [=](authenticate_atom, const std::string& client_ip) -> caf::result<key_grant> {
-        auto& st = self->state;
-        if (auto rejection = st.policy.admit(st.key, storage::unix_now(), client_ip))
-          return make_api_failure(std::move(*rejection));
-        return key_grant{st.key, st.user};
+        return with_user<key_grant>(
+            self, false, [=](const caf::actor& owner) -> caf::expected<key_grant> {
+              auto& st = self->state;
+              if (auto rejection = st.policy.admit(st.key, storage::unix_now(), client_ip))
+                return make_api_failure(std::move(*rejection));
+              return key_grant{st.key, owner};
+            });
       },
       [=](admit_atom, const admission_request& req) -> caf::result<admission> {
-        auto& st = self->state;
-        if (auto rejection = st.policy.admit(st.key, storage::unix_now(), req.client_ip))
-          return make_api_failure(std::move(*rejection));
-        if (auto rejection = st.policy.allows_model(st.key, req.model))
-          return make_api_failure(std::move(*rejection));
-        auto now = rate_clock::now();
-        auto decision = st.limiter.admit(req.tokens, now);
-        if (!decision.admitted) {
-          gateway_metrics::global().rate_limited.at({"key"}).add();
-          return make_api_failure(rate_limit_error(st.limiter, decision, now));
-        }
-        return admission{st.key, caf::actor_cast<caf::actor>(self), st.user,
-                         st.limiter.headers(now)};
+        return with_user<admission>(
+            self, req.again, [=](const caf::actor& owner) -> caf::expected<admission> {
+              auto& st = self->state;
+              if (auto rejection = st.policy.admit(st.key, storage::unix_now(), req.client_ip))
+                return make_api_failure(std::move(*rejection));
+              if (auto rejection = st.policy.allows_model(st.key, req.model))
+                return make_api_failure(std::move(*rejection));
+              auto now = rate_clock::now();
+              if (!req.again) { // a call admitted again was counted the first time
+                auto decision = st.limiter.admit(req.tokens, now);
+                if (!decision.admitted) {
+                  gateway_metrics::global().rate_limited.at({"key"}).add();
+                  return make_api_failure(rate_limit_error(st.limiter, decision, now));
+                }
+              }
+              return admission{st.key, caf::actor_cast<caf::actor>(self), owner,
+                               st.limiter.headers(now)};
+            });
       },
       [=](usage_atom, int64_t token_delta) {
         self->state.limiter.correct_tokens(token_delta, rate_clock::now());

@@ -23,7 +23,9 @@ struct key_state {
 /// made with it. `defaults` fills the limits the key leaves unset. `windows`, if taken
 /// (taken_at_ms > 0), is where the key's windows stood when its last actor ended, here or
 /// on another node. An ending key actor leaves its windows with the directory (passivated)
-/// or answers them (release_atom, when its shard moves to another node).
+/// or answers them (release_atom, when its shard moves to another node). The key outlives
+/// its user actor (`user`, possibly on another node): when that one ends, the next call
+/// looks the user up again through the directory.
 caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_record key,
                         caf::actor user, caf::actor directory, schemas::rate_limits defaults,
                         std::chrono::seconds idle, rate_snapshot windows);

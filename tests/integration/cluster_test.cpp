@@ -116,25 +116,24 @@ public:
     return out;
   }
 
-  /// Every shard held, by exactly the active nodes that are running, each holding some.
+  /// Every shard held by the node that rendezvous hashing gives it among the active nodes
+  /// that are running: the hand-offs of the last join or drain are over.
   bool wait_settled(std::chrono::milliseconds timeout = 30s) {
+    std::vector<std::string> expected;
+    for (std::size_t i = 0; i < nodes_.size(); ++i)
+      if (node(i).running() && !draining_.count(ids_[i]))
+        expected.push_back(ids_[i]);
     return wait_until(timeout, [&] {
       auto s = state();
-      if (!s.contains("members") || s["free_shards"].get<int64_t>() != 0)
+      if (!s.contains("leases") || s["free_shards"].get<int64_t>() != 0)
         return false;
-      std::set<std::string> expected;
-      for (std::size_t i = 0; i < nodes_.size(); ++i)
-        if (node(i).running() && !draining_.count(ids_[i]))
-          expected.insert(ids_[i]);
-      std::set<std::string> holders;
-      int64_t held = 0;
-      for (const auto& m : s["members"]) {
-        auto n = m["shards"].get<int64_t>();
-        held += n;
-        if (n > 0)
-          holders.insert(m["node_id"].get<std::string>());
+      int32_t settled = 0;
+      for (const auto& lease : s["leases"]) {
+        auto shard = lease["shard"].get<int32_t>();
+        settled += lease["node_id"].is_string() && lease["node_id"].get<std::string>() ==
+                                                       tollgate::cluster::owner_of(shard, expected);
       }
-      return held == shards && holders == expected;
+      return settled == shards;
     });
   }
 
@@ -176,6 +175,36 @@ private:
   std::set<std::string> draining_;
   std::vector<std::unique_ptr<gateway_process>> nodes_;
 };
+
+/// One call of exactly `cost` through `client`.
+http_response exact_call(http_client& client, bool stream = false) {
+  return client.post("/v1/chat/completions",
+                     dump(chat_body("gpt-mock", exact_prompt, max_tokens, stream)));
+}
+
+/// Spends 6 of a key's `per_day` calls through node `via`, drains node `drained`, then
+/// expects the day's window to have held through the moves: of 8 more calls, only what was
+/// left of the day is admitted.
+void expect_day_window_survives_drain(test_cluster& cluster, std::size_t via,
+                                      const std::string& key, std::size_t drained, int per_day) {
+  http_client client(cluster.node(via).base_url());
+  client.bearer(key);
+  for (int i = 0; i < 6; ++i)
+    BOOST_TEST(exact_call(client).status == 200);
+  auto answer = cluster.admin(via).post("/admin/cluster/drain/" + cluster.id(drained), "{}");
+  BOOST_TEST_REQUIRE(answer.status == 202, answer.body);
+  cluster.mark_draining(cluster.id(drained));
+  BOOST_TEST_REQUIRE(cluster.wait_settled(), cluster.state().dump());
+  int admitted = 0;
+  int limited = 0;
+  for (int i = 0; i < 8; ++i) {
+    auto status = exact_call(client).status;
+    admitted += status == 200;
+    limited += status == 429;
+  }
+  BOOST_TEST(admitted == per_day - 6);
+  BOOST_TEST(limited == 8 - (per_day - 6));
+}
 
 /// What one call got back.
 struct outcome {
@@ -369,8 +398,7 @@ BOOST_AUTO_TEST_CASE(nodes_talk_over_tls) {
   for (std::size_t i = 0; i < 10; ++i) {
     http_client client(cluster.node(i % 2).base_url());
     client.bearer(hal.key);
-    auto r = client.post("/v1/chat/completions",
-                         dump(chat_body("gpt-mock", exact_prompt, max_tokens, i % 3 == 0)));
+    auto r = exact_call(client, i % 3 == 0);
     outcome o;
     o.node = i % 2;
     o.status = r.status;
@@ -445,12 +473,9 @@ BOOST_AUTO_TEST_CASE(rate_limits_are_cluster_exact) {
   for (std::size_t n = 0; n < cluster.size(); ++n)
     threads.emplace_back([&, n] {
       http_client client(cluster.node(n).base_url());
+      client.bearer(bob.key);
       for (std::size_t i = n; i < statuses.size(); i += cluster.size())
-        statuses[i] =
-            client
-                .post("/v1/chat/completions", dump(chat_body("gpt-mock", exact_prompt, max_tokens)),
-                      {{"Authorization", "Bearer " + bob.key}})
-                .status;
+        statuses[i] = exact_call(client).status;
     });
   for (auto& t : threads)
     t.join();
@@ -475,30 +500,34 @@ BOOST_AUTO_TEST_CASE(rate_windows_follow_a_moving_key) {
   auto gus = make_metered_user(admin, "gus@example.com", 1'000'000, {{"rpd", per_day}});
   auto owner = cluster.owner_of_user(tollgate::schemas::sha256_hex(gus.key));
   auto other = 1 - owner;
-  http_client through_other(cluster.node(other).base_url());
-  through_other.bearer(gus.key);
-  auto call = [&] {
-    return through_other
-        .post("/v1/chat/completions", dump(chat_body("gpt-mock", exact_prompt, max_tokens)))
-        .status;
-  };
-  for (int i = 0; i < 6; ++i)
-    BOOST_TEST(call() == 200);
   // The key's owner hands its shards over: the key's windows go along through Redis.
-  auto drained = cluster.admin(other).post("/admin/cluster/drain/" + cluster.id(owner), "{}");
-  BOOST_TEST_REQUIRE(drained.status == 202, drained.body);
-  cluster.mark_draining(cluster.id(owner));
-  BOOST_TEST_REQUIRE(cluster.wait_settled(), cluster.state().dump());
+  expect_day_window_survives_drain(cluster, other, gus.key, owner, per_day);
   BOOST_TEST(cluster.owner_of_user(tollgate::schemas::sha256_hex(gus.key)) == other);
-  int admitted = 0;
-  int limited = 0;
-  for (int i = 0; i < 8; ++i) {
-    auto status = call();
-    admitted += status == 200;
-    limited += status == 429;
+}
+
+BOOST_AUTO_TEST_CASE(rate_windows_survive_a_move_of_the_keys_user) {
+  mock_upstream mock;
+  test_cluster cluster(3, mock.base_url());
+  auto admin = cluster.admin(0);
+  constexpr int per_day = 10;
+  auto hal = make_metered_user(admin, "hal@example.com", 1'000'000);
+  // A key whose shard lives on another node than its user's.
+  auto user_owner = cluster.owner_of_user(hal.id);
+  std::string key;
+  std::size_t key_owner = user_owner;
+  for (int tries = 0; tries < 20 && key_owner == user_owner; ++tries) {
+    key = create_key(admin, hal.id, {{"rpd", per_day}})["key"].get<std::string>();
+    key_owner = cluster.owner_of_user(tollgate::schemas::sha256_hex(key));
   }
-  BOOST_TEST(admitted == per_day - 6); // the day's window moved with the key
-  BOOST_TEST(limited == 8 - (per_day - 6));
+  BOOST_TEST_REQUIRE(key_owner != user_owner);
+  // The user's node hands its shards over; the key's actor stays where it is, and so do its
+  // windows.
+  expect_day_window_survives_drain(cluster, key_owner, key, user_owner, per_day);
+  BOOST_TEST(cluster.owner_of_user(hal.id) != user_owner);
+  BOOST_TEST(cluster.owner_of_user(tollgate::schemas::sha256_hex(key)) == key_owner);
+  auto sql = cluster.open_db();
+  check_ledger_invariants(*sql, hal.id);
+  BOOST_TEST(ledger_of(*sql, hal.id).size() == static_cast<std::size_t>(per_day) + 1);
 }
 
 BOOST_AUTO_TEST_CASE(join_under_load_fails_no_call) {
@@ -573,8 +602,7 @@ BOOST_AUTO_TEST_CASE(a_killed_node_is_replaced_within_its_lease) {
   http_client probe(cluster.node(survivor).base_url());
   probe.bearer(eve.key);
   BOOST_TEST_REQUIRE(wait_until(lease_seconds * 1000ms + 15s, [&] {
-    auto r =
-        probe.post("/v1/chat/completions", dump(chat_body("gpt-mock", exact_prompt, max_tokens)));
+    auto r = exact_call(probe);
     return r.status == 200;
   }));
   auto back_after = std::chrono::steady_clock::now() - killed_at;
@@ -650,8 +678,7 @@ BOOST_AUTO_TEST_CASE(a_stalled_node_never_commits_after_losing_its_lease) {
   http_client probe(cluster.node(survivor).base_url());
   probe.bearer(fay.key);
   bool served = wait_until(lease_seconds * 1000ms + 15s, [&] {
-    auto r =
-        probe.post("/v1/chat/completions", dump(chat_body("gpt-mock", exact_prompt, max_tokens)));
+    auto r = exact_call(probe);
     return r.status == 200;
   });
   auto epoch_after = cluster.epoch_of_user(fay.id);
@@ -666,8 +693,7 @@ BOOST_AUTO_TEST_CASE(a_stalled_node_never_commits_after_losing_its_lease) {
   // And the woken node serves again, through the new owner.
   http_client again(cluster.node(stalled).base_url());
   again.bearer(fay.key);
-  auto r =
-      again.post("/v1/chat/completions", dump(chat_body("gpt-mock", exact_prompt, max_tokens)));
+  auto r = exact_call(again);
   BOOST_TEST(r.status == 200, r.body);
   outcome last;
   last.status = r.status;
