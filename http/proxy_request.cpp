@@ -267,6 +267,10 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
             },
             [=](caf::error& err) mutable { failed(to_string(err)); });
   };
+  if (st.user_down) {
+    settle_late();
+    return;
+  }
   st.on_user_down = [=]() mutable {
     if (!std::exchange(*answered, true))
       settle_late();
@@ -626,6 +630,10 @@ void hold_credits(self_ptr self, const ctx_ptr& ctx) {
     }
     fail(self, ctx, api_failure_of(err));
   };
+  if (st.user_down) {
+    refused(caf::make_error(caf::sec::request_receiver_down));
+    return;
+  }
   st.on_user_down = [=] {
     if (!std::exchange(*answered, true))
       refused(caf::make_error(caf::sec::request_receiver_down));
@@ -670,6 +678,7 @@ void admit(self_ptr self, const ctx_ptr& ctx, int attempts) {
       .then(
           [=](admission& a) {
             self->state.admitted = std::move(a);
+            self->state.user_down = false;
             // The user actor may live on another node: if it ends while this call waits for
             // it, on_user_down says what to do.
             self->monitor(self->state.admitted.user);
@@ -691,7 +700,10 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
   self->state.counted = std::make_unique<active_call>(ctx->actors.active_calls);
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
-    if (msg.source == st.admitted.user.address() && st.on_user_down) {
+    if (msg.source != st.admitted.user.address())
+      return;
+    st.user_down = true;
+    if (st.on_user_down) {
       auto act = std::move(st.on_user_down);
       st.on_user_down = nullptr;
       act();

@@ -78,6 +78,10 @@ struct proxy_request_state {
   /// Set while an answer of the user actor is awaited (hold, settlement): what to do if
   /// that actor ends first (its node went down, or its shard moved) and so never answers.
   std::function<void()> on_user_down;
+  /// The admitted user actor ended while nothing awaited it (during the upstream call). A
+  /// request to it now would never be answered (a remote actor's dead proxy drops
+  /// messages), so the settlement goes straight to the user's current owner.
+  bool user_down = false;
   std::unique_ptr<active_call> counted;
   admission admitted;
   route_plan route; ///< The current attempt's deployment.
