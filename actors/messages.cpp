@@ -34,6 +34,12 @@ caf::error shard_moving() {
       "this account is moving between gateway nodes; retry in a moment", "shard_moving"));
 }
 
+caf::duration answer_limit(const caf::actor& target, std::chrono::milliseconds limit) {
+  if (target && target.node() == target->home_system().node())
+    return caf::infinite;
+  return caf::duration{limit};
+}
+
 bool is_receiver_gone(const caf::error& err) {
   return err.category() == caf::atom("system") &&
          static_cast<caf::sec>(err.code()) == caf::sec::request_receiver_down;

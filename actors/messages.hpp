@@ -275,6 +275,12 @@ caf::error shard_moving();
 /// Whether a request failed because its receiver is gone (passivated meanwhile): retry.
 bool is_receiver_gone(const caf::error& err);
 
+/// How long to wait for `target`'s answer: `limit` if it lives on another node, where a
+/// message can be lost with its connection; no limit for an actor of this node, which
+/// always answers (or, if it ended, fails the request at once). A request without a limit
+/// costs the actor clock nothing, which is most of what a timed request costs.
+caf::duration answer_limit(const caf::actor& target, std::chrono::milliseconds limit);
+
 } // namespace tollgate
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tollgate::db_job)
@@ -340,6 +346,7 @@ CAF_ADD_ATOM(tollgate, tollgate, own_atom, "own")
 CAF_ADD_ATOM(tollgate, tollgate, drop_atom, "drop")
 CAF_ADD_ATOM(tollgate, tollgate, release_atom, "release")
 CAF_ADD_ATOM(tollgate, tollgate, tick_atom, "tick")
+CAF_ADD_ATOM(tollgate, tollgate, idle_atom, "idle")
 CAF_ADD_ATOM(tollgate, tollgate, leave_atom, "leave")
 CAF_ADD_ATOM(tollgate, tollgate, open_work_atom, "openwork")
 CAF_ADD_ATOM(tollgate, tollgate, cluster_atom, "cluster")

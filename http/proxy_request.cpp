@@ -261,7 +261,7 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
     self->request(ctx->actors.directory, actor_timeout, resolve_user_atom_v, user_id)
         .then(
             [=](caf::actor& user) mutable {
-              self->request(user, actor_timeout, settle_atom_v, owed, true)
+              self->request(user, answer_limit(user, actor_timeout), settle_atom_v, owed, true)
                   .then([=](storage::ledger_result& result) mutable { done(result); },
                         [=](caf::error& err) mutable { failed(to_string(err)); });
             },
@@ -275,7 +275,8 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
     if (!std::exchange(*answered, true))
       settle_late();
   };
-  self->request(st.admitted.user, settle_timeout, settle_atom_v, owed)
+  self->request(st.admitted.user, answer_limit(st.admitted.user, settle_timeout), settle_atom_v,
+                owed)
       .then(
           [=](storage::ledger_result& result) mutable {
             if (std::exchange(*answered, true))
@@ -553,7 +554,7 @@ void call_upstream(self_ptr self, const ctx_ptr& ctx) {
                    st.route.connect_ms,
                    pick_timeout(ctx->call.total_timeout_ms, st.route.total_ms)};
   auto attempt = st.attempt;
-  self->request(st.route.provider_actor, actor_timeout, complete_atom_v, std::move(uc))
+  self->request(st.route.provider_actor, caf::infinite, complete_atom_v, std::move(uc))
       .then(
           [=](uint64_t id) {
             auto& now = self->state;
@@ -584,7 +585,7 @@ void route_attempt(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
   route_request rr{ctx->call.model, st.admitted.key.environment, ctx->call.fallback_models,
                    st.tried, st.attempt > 0};
-  self->request(ctx->actors.router, actor_timeout, route_atom_v, std::move(rr))
+  self->request(ctx->actors.router, caf::infinite, route_atom_v, std::move(rr))
       .then(
           [=](route_plan& plan) {
             self->state.route = std::move(plan);
@@ -638,7 +639,8 @@ void hold_credits(self_ptr self, const ctx_ptr& ctx) {
     if (!std::exchange(*answered, true))
       refused(caf::make_error(caf::sec::request_receiver_down));
   };
-  self->request(st.admitted.user, settle_timeout, hold_atom_v, std::move(hr))
+  self->request(st.admitted.user, answer_limit(st.admitted.user, settle_timeout), hold_atom_v,
+                std::move(hr))
       .then(
           [=](hold_grant& grant) {
             if (std::exchange(*answered, true))
@@ -659,7 +661,7 @@ void route_model(self_ptr self, const ctx_ptr& ctx) {
   st.step = phase::routing;
   route_request rr{
       ctx->call.model, st.admitted.key.environment, ctx->call.fallback_models, {}, false};
-  self->request(ctx->actors.router, actor_timeout, route_atom_v, std::move(rr))
+  self->request(ctx->actors.router, caf::infinite, route_atom_v, std::move(rr))
       .then(
           [=](route_plan& plan) {
             self->state.route = std::move(plan);
@@ -674,7 +676,7 @@ void admit(self_ptr self, const ctx_ptr& ctx, int attempts) {
   admission_request ar{call.client_ip, call.model,
                        call.prompt_tokens + call.max_tokens * call.choices};
   ar.again = self->state.readmissions > 0;
-  self->request(ctx->actors.directory, actor_timeout, admit_atom_v, call.key_hash, std::move(ar))
+  self->request(ctx->actors.directory, caf::infinite, admit_atom_v, call.key_hash, std::move(ar))
       .then(
           [=](admission& a) {
             self->state.admitted = std::move(a);

@@ -44,7 +44,7 @@ std::string request_id_of(const request_handle& req) {
     if (printable)
       return std::string(*given);
   }
-  return schemas::random_id("req");
+  return schemas::time_ordered_id("req");
 }
 
 std::string bearer_token(const request_handle& req) {
@@ -184,7 +184,7 @@ proxy_call proxy_call_of(const call& c, std::string path, nlohmann::json body, s
   proxy_call pc;
   // A caller's x-request-id is echoed, but never keys money: the call gets its own id.
   pc.echo_id = who.request_id;
-  pc.request_id = c.req->header().has_field("x-request-id") ? schemas::random_id("req")
+  pc.request_id = c.req->header().has_field("x-request-id") ? schemas::time_ordered_id("req")
                                                             : std::move(who.request_id);
   pc.key_hash = std::move(who.key_hash);
   pc.client_ip = std::move(who.client_ip);

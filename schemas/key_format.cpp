@@ -1,6 +1,8 @@
 #include "schemas/key_format.hpp"
 
 #include <array>
+#include <chrono>
+#include <cstdint>
 #include <stdexcept>
 
 #include <openssl/crypto.h>
@@ -76,6 +78,16 @@ bool is_api_key_shape(std::string_view key) {
 
 std::string random_id(std::string_view prefix) {
   return std::string(prefix) + "_" + random_hex(12);
+}
+
+std::string time_ordered_id(std::string_view prefix) {
+  auto ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count());
+  std::array<unsigned char, 6> time{};
+  for (std::size_t i = 0; i < time.size(); ++i)
+    time[i] = static_cast<unsigned char>(ms >> (8 * (time.size() - 1 - i)));
+  return std::string(prefix) + "_" + to_hex(time.data(), time.size()) + random_hex(10);
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {

@@ -87,12 +87,40 @@ std::string windows_key(const std::string& key_hash) {
 /// A day and a minute: the longest window, and then some.
 constexpr int64_t windows_ttl_ms = (24 * 60 + 1) * 60 * 1000;
 
-/// The windows a key's last actor left in Redis (none without Redis, or if it is down).
+/// Keeps the windows of a passivated key for its next activation: in Redis, where any node
+/// finds them, or else in this directory.
+void keep_windows(self_ptr self, const std::string& key_hash, std::string windows) {
+  auto& st = self->state;
+  if (st.redis) {
+    self->send(st.redis, caf::put_atom_v, windows_key(key_hash), std::move(windows),
+               windows_ttl_ms);
+    return;
+  }
+  st.kept_windows[key_hash] = std::move(windows);
+  // Keys that never come back would keep their entries forever: now and then, drop those
+  // older than the longest window.
+  if (++st.kept_since_sweep < 4096 || st.kept_since_sweep < st.kept_windows.size())
+    return;
+  st.kept_since_sweep = 0;
+  auto oldest = wall_ms() - windows_ttl_ms;
+  for (auto it = st.kept_windows.begin(); it != st.kept_windows.end();) {
+    auto snapshot = rate_snapshot::from_text(it->second);
+    if (!snapshot || snapshot->taken_at_ms < oldest)
+      it = st.kept_windows.erase(it);
+    else
+      ++it;
+  }
+}
+
+/// The windows a key's last actor left (in Redis, or in this directory without one); none
+/// if there are none, or Redis is down.
 void load_windows(self_ptr self, const std::string& key_hash,
                   std::function<void(rate_snapshot)> then) {
   auto& st = self->state;
   if (!st.redis) {
-    then({});
+    auto kept = st.kept_windows.extract(key_hash);
+    then(kept.empty() ? rate_snapshot{}
+                      : rate_snapshot::from_text(kept.mapped()).value_or(rate_snapshot{}));
     return;
   }
   self->request(st.redis, std::chrono::seconds(2), caf::get_atom_v, windows_key(key_hash))
@@ -601,18 +629,22 @@ caf::behavior directory_behavior(self_ptr self) {
         dispatch(self, std::move(inner), hops, promise);
         return promise;
       },
-      [=](passivate_atom, const std::string& kind, const std::string& id) {
+      [=](passivate_atom, const std::string& key_hash, std::string& windows) {
+        // A key's actor ends, leaving its rate windows for the key's next activation (kept
+        // in the same step, so that no activation in between starts with fresh windows).
         auto& st = self->state;
-        if (kind == "key") {
-          auto it = st.keys.find(id);
-          if (it == st.keys.end() || !is_sender(self, it->second.handle))
-            return false;
-          // Passivated actors end normally: only a crash needs the down message (and its
-          // scan of every entry).
-          self->demonitor(it->second.handle);
-          forget_entry(self, it);
-          return true;
-        }
+        auto it = st.keys.find(key_hash);
+        if (it == st.keys.end() || !is_sender(self, it->second.handle))
+          return false;
+        // Passivated actors end normally: only a crash needs the down message (and its
+        // scan of every entry).
+        self->demonitor(it->second.handle);
+        forget_entry(self, it);
+        keep_windows(self, key_hash, std::move(windows));
+        return true;
+      },
+      [=](passivate_atom, const std::string& id) {
+        auto& st = self->state;
         auto it = st.users.find(id);
         // A user actor outlives every key actor here that hands out its handle (key actors
         // on other nodes watch it and end with it).
@@ -622,12 +654,6 @@ caf::behavior directory_behavior(self_ptr self) {
         st.users.erase(it);
         user_actors().add(-1);
         return true;
-      },
-      [=](caf::put_atom, const std::string& key_hash, const std::string& windows) {
-        // A passivated key's windows, for its next activation.
-        if (self->state.redis)
-          self->send(self->state.redis, caf::put_atom_v, windows_key(key_hash), windows,
-                     windows_ttl_ms);
       },
       [=](stats_atom) {
         auto& st = self->state;

@@ -63,6 +63,10 @@ struct directory_state {
   schemas::rate_limits default_limits; ///< For keys that set none of their own.
   std::chrono::seconds idle{300};
   caf::actor redis; ///< A redis_worker, or none: keeps key windows between activations.
+  /// Without Redis (a single node): the windows of passivated keys, by key hash, until the
+  /// key's next activation. Swept of day-old entries as it grows.
+  std::unordered_map<std::string, std::string> kept_windows;
+  std::size_t kept_since_sweep = 0;
   directory_routing cluster;
 };
 

@@ -79,6 +79,8 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
   init.key = std::move(key);
   init.user = std::move(user);
   init.directory = std::move(directory);
+  init.idle = idle_timer(idle);
+  self->delayed_send(self, idle, idle_atom_v);
   // The user actor may live on another node and end first (passivated, crashed, or its
   // shard moved): the next call finds the user afresh; the windows stay here.
   self->monitor(init.user);
@@ -89,6 +91,7 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
   });
   return {
       [=](authenticate_atom, const std::string& client_ip) -> caf::result<key_grant> {
+        self->state.idle.touch();
         return with_user<key_grant>(
             self, false, [=](const caf::actor& owner) -> caf::expected<key_grant> {
               auto& st = self->state;
@@ -98,6 +101,7 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
             });
       },
       [=](admit_atom, const admission_request& req) -> caf::result<admission> {
+        self->state.idle.touch();
         return with_user<admission>(
             self, req.again, [=](const caf::actor& owner) -> caf::expected<admission> {
               auto& st = self->state;
@@ -130,20 +134,22 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
         self->quit();
         return taken;
       },
-      caf::after(idle) >>
-          [=] {
-            auto& st = self->state;
-            self->request(st.directory, caf::infinite, passivate_atom_v, std::string("key"),
-                          st.key.key_hash)
-                .await([=](bool ok) {
-                  if (!ok)
-                    return;
-                  // Kept (in Redis, when there is one) for the key's next activation.
-                  self->send(self->state.directory, caf::put_atom_v, self->state.key.key_hash,
-                             self->state.limiter.snapshot(rate_clock::now(), wall_ms()).to_text());
-                  self->quit();
-                });
-          },
+      [=](idle_atom) {
+        auto& st = self->state;
+        if (auto wait = st.idle.next_tick()) {
+          self->delayed_send(self, *wait, idle_atom_v);
+          return;
+        }
+        // The windows stay with the directory (or Redis) for the key's next activation.
+        auto kept = st.limiter.snapshot(rate_clock::now(), wall_ms()).to_text();
+        self->request(st.directory, caf::infinite, passivate_atom_v, st.key.key_hash, kept)
+            .await([=](bool ok) {
+              if (ok)
+                self->quit();
+              else
+                self->delayed_send(self, self->state.idle.limit(), idle_atom_v);
+            });
+      },
   };
 }
 

@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/idle_timer.hpp"
 #include "actors/key/key_policy.hpp"
 #include "actors/limits/rate_limiter.hpp"
 #include "actors/messages.hpp"
@@ -17,6 +18,7 @@ struct key_state {
   rate_limiter limiter;
   caf::actor user;
   caf::actor directory;
+  idle_timer idle; ///< Passivates the actor after a quiet spell.
 };
 
 /// One per API key: owns the key's policy and rate windows, and admits or rejects each call

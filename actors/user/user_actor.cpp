@@ -94,8 +94,13 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
   init.user = std::move(user);
   init.ledger = std::move(ledger);
   init.directory = std::move(directory);
+  init.idle = idle_timer(idle);
+  self->delayed_send(self, idle, idle_atom_v);
   return {
-      [=](caf::get_atom) { return view_of(self->state); },
+      [=](caf::get_atom) {
+        self->state.idle.touch();
+        return view_of(self->state);
+      },
       [=](update_atom, schemas::user_record& changed) {
         // Policy fields only: the balance is this actor's, never taken from outside.
         auto& u = self->state.user;
@@ -117,6 +122,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
       },
       [=](hold_atom, const hold_request& req) -> caf::result<hold_grant> {
         auto& st = self->state;
+        st.idle.touch();
         if (st.closing)
           return shard_moving();
         if (st.user.suspended)
@@ -147,6 +153,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
       },
       [=](settle_atom, settlement& s) -> caf::result<storage::ledger_result> {
         auto& st = self->state;
+        st.idle.touch();
         auto owner = st.hold_owners.extract(s.hold_id);
         if (owner.empty())
           return make_api_failure(
@@ -191,6 +198,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
       },
       [=](credit_atom, credit_order& order) -> caf::result<storage::ledger_result> {
         auto& st = self->state;
+        st.idle.touch();
         auto promise = self->make_response_promise();
         auto [waiting, first] = st.credits_in_flight.try_emplace(order.request_id);
         waiting->second.push_back(promise);
@@ -249,21 +257,30 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         return static_cast<int64_t>(st.hold_owners.size() + st.credits_in_flight.size() +
                                     st.retries.size() + (st.account.idle() ? 0 : 1));
       },
-      caf::after(idle) >>
-          [=] {
-            auto& st = self->state;
-            if (!st.account.idle() || !st.credits_in_flight.empty() || !st.hold_owners.empty() ||
-                !st.retries.empty())
-              return;
-            // While the directory decides, this actor takes no work: after a yes, senders see it
-            // gone and resolve the user again, which loads the committed state afresh.
-            self->request(st.directory, caf::infinite, passivate_atom_v, std::string("user"),
-                          st.user.id)
-                .await([=](bool ok) {
-                  if (ok)
-                    self->quit();
-                });
-          },
+      [=](idle_atom) {
+        auto& st = self->state;
+        auto again = [=](idle_timer::clock::duration wait) {
+          self->delayed_send(self, wait, idle_atom_v);
+        };
+        if (auto wait = st.idle.next_tick()) {
+          again(*wait);
+          return;
+        }
+        if (!st.account.idle() || !st.credits_in_flight.empty() || !st.hold_owners.empty() ||
+            !st.retries.empty()) {
+          again(st.idle.limit());
+          return;
+        }
+        // While the directory decides, this actor takes no work: after a yes, senders see it
+        // gone and resolve the user again, which loads the committed state afresh.
+        self->request(st.directory, caf::infinite, passivate_atom_v, st.user.id)
+            .await([=](bool ok) {
+              if (ok)
+                self->quit();
+              else
+                again(self->state.idle.limit());
+            });
+      },
   };
 }
 

@@ -8,6 +8,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/idle_timer.hpp"
 #include "actors/limits/rate_limiter.hpp"
 #include "actors/messages.hpp"
 #include "actors/user/credit_account.hpp"
@@ -37,6 +38,7 @@ struct user_state {
     int64_t tokens = 0; ///< Estimate charged to the token window.
   };
   std::unordered_map<std::string, hold_owner> hold_owners;
+  idle_timer idle; ///< Passivates the actor after a quiet spell without open work.
 
   /// Ledger posts waiting to be retried after the store failed, by request id.
   struct pending_retry {

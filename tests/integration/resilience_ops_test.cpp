@@ -14,6 +14,7 @@
 
 using namespace tollgate::test;
 using namespace tollgate::test::integration;
+using namespace std::chrono_literals;
 using nlohmann::json;
 using std::chrono::milliseconds;
 
@@ -216,6 +217,31 @@ BOOST_AUTO_TEST_CASE(metrics_match_calls) {
 }
 
 // The parser itself rejects what Prometheus would.
+// Idle key and user actors passivate (the actors gauge drops to 0); the key's day window is
+// kept for its next activation, on a single node without Redis too.
+BOOST_AUTO_TEST_CASE(a_passivated_key_keeps_its_day_window) {
+  mock_upstream mock;
+  auto config = mock_gateway_config(mock.base_url());
+  config["actors"] = {{"idle_seconds", 1}};
+  test_gateway gw(store::sqlite, options_with_config(config));
+  auto admin = gw.admin();
+  auto bea = make_metered_user(admin, "bea@example.com", opening, {{"rpd", 3}});
+  auto client = gw.consumer(bea.key);
+  auto call = [&] {
+    return client.post("/v1/chat/completions", dump(chat_body("gpt-mock", "hello", 5))).status;
+  };
+  BOOST_TEST(call() == 200);
+  BOOST_TEST(call() == 200);
+  BOOST_TEST_REQUIRE(wait_until(15s, [&] {
+    auto m = scrape_metrics(gw);
+    return m.sum("tollgate_actors", {{"kind", "key"}}) == 0 &&
+           m.sum("tollgate_actors", {{"kind", "user"}}) == 0;
+  }));
+  BOOST_TEST(call() == 200); // the third of the day
+  BOOST_TEST(call() == 429);
+  BOOST_TEST(scrape_metrics(gw).sum("tollgate_actors", {{"kind", "key"}}) == 1);
+}
+
 BOOST_AUTO_TEST_CASE(prometheus_parser_rejects_bad_text) {
   auto good =
       parse_prometheus("# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 2\n"
