@@ -255,11 +255,13 @@ struct upstream_call {
   caf::actor requester;
   int64_t connect_ms = 10'000;
   int64_t total_ms = 600'000;
+  int64_t first_byte_ms = 0; ///< No byte of the answer by then: timed out (0: no limit).
+  int64_t idle_ms = 0;       ///< Silence between two pieces of a stream (0: no limit).
 
   template <class Inspector>
   friend auto inspect(Inspector& f, upstream_call& x) {
     return f(x.request_id, x.path, x.body, x.stream, x.attempt, x.requester, x.connect_ms,
-             x.total_ms);
+             x.total_ms, x.first_byte_ms, x.idle_ms);
   }
 };
 
@@ -371,7 +373,6 @@ CAF_ADD_ATOM(tollgate, tollgate, providers_atom, "providers")
 CAF_ADD_ATOM(tollgate, tollgate, trip_atom, "trip")
 CAF_ADD_ATOM(tollgate, tollgate, reload_atom, "reload")
 CAF_ADD_ATOM(tollgate, tollgate, usage_report_atom, "usagerep")
-CAF_ADD_ATOM(tollgate, tollgate, timeout_atom, "timeout")
 CAF_ADD_ATOM(tollgate, tollgate, keepalive_atom, "keepalive")
 CAF_ADD_ATOM(tollgate, tollgate, models_atom, "models")
 CAF_ADD_ATOM(tollgate, tollgate, hold_atom, "hold")

@@ -524,23 +524,11 @@ int64_t pick_timeout(int64_t requested, int64_t deployment) {
   return requested > 0 ? requested : deployment;
 }
 
-/// Schedules the check that the current attempt is still making progress.
-void schedule_idle_check(self_ptr self, const ctx_ptr& ctx) {
-  auto& st = self->state;
-  if (st.idle_check_pending)
-    return;
-  st.idle_check_pending = true;
-  auto idle = pick_timeout(ctx->call.idle_timeout_ms, st.route.idle_ms);
-  self->delayed_send(self, std::chrono::milliseconds(idle), timeout_atom_v, st.attempt,
-                     std::string("idle"));
-}
-
 void call_upstream(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
   st.step = phase::calling;
   ++st.attempt;
   st.attempt_open = true;
-  st.got_bytes = false;
   st.transfer_known = false;
   st.tried.push_back(st.route.deployment);
   st.upstream_started = std::chrono::steady_clock::now();
@@ -552,7 +540,9 @@ void call_upstream(self_ptr self, const ctx_ptr& ctx) {
                    st.attempt,
                    caf::actor_cast<caf::actor>(self),
                    st.route.connect_ms,
-                   pick_timeout(ctx->call.total_timeout_ms, st.route.total_ms)};
+                   pick_timeout(ctx->call.total_timeout_ms, st.route.total_ms),
+                   pick_timeout(ctx->call.first_token_timeout_ms, st.route.first_token_ms),
+                   pick_timeout(ctx->call.idle_timeout_ms, st.route.idle_ms)};
   auto attempt = st.attempt;
   self->request(st.route.provider_actor, caf::infinite, complete_atom_v, std::move(uc))
       .then(
@@ -575,9 +565,6 @@ void call_upstream(self_ptr self, const ctx_ptr& ctx) {
             failure.error = to_string(err);
             retry_or_fail(self, ctx, std::move(failure));
           });
-  auto first_token = pick_timeout(ctx->call.first_token_timeout_ms, st.route.first_token_ms);
-  self->delayed_send(self, std::chrono::milliseconds(first_token), timeout_atom_v, attempt,
-                     std::string("first_token"));
 }
 
 /// Asks the router for a deployment for the next attempt.
@@ -722,9 +709,6 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
         // News of an attempt that already ended (timed out, cancelled) is stale.
         if (st.step != phase::calling || attempt != st.attempt || !st.attempt_open)
           return;
-        st.got_bytes = true;
-        st.last_data = std::chrono::steady_clock::now();
-        schedule_idle_check(self, ctx);
         for (auto& event : st.parser.feed(bytes)) {
           on_event(self, ctx, event);
           if (!st.stream_error.empty())
@@ -745,36 +729,6 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
         auto& st = self->state;
         if (st.step == phase::calling && failed_attempt == st.attempt)
           route_attempt(self, ctx);
-      },
-      [=](timeout_atom, uint64_t attempt, const std::string& which) {
-        auto& st = self->state;
-        if (st.step != phase::calling || attempt != st.attempt || !st.attempt_open)
-          return;
-        auto now = std::chrono::steady_clock::now();
-        if (which == "idle") {
-          st.idle_check_pending = false;
-          auto idle =
-              std::chrono::milliseconds(pick_timeout(ctx->call.idle_timeout_ms, st.route.idle_ms));
-          if (now - st.last_data < idle) {
-            schedule_idle_check(self, ctx);
-            return;
-          }
-          // Keep-alive comments hold the caller's connection open through long silences.
-        } else if (st.got_bytes) {
-          return; // the first byte came in time
-        }
-        // Stop the silent upstream; its end arrives as the next attempt's stale news.
-        if (st.transfer_known)
-          cancel_transfer(self, ctx);
-        transfer_result timed_out;
-        timed_out.curl_code = 28; // CURLE_OPERATION_TIMEDOUT
-        timed_out.error = which == "idle" ? "no data from the upstream within the idle timeout"
-                                          : "no first token within the timeout";
-        st.upstream_ended = now;
-        if (ctx->call.stream)
-          finish_stream(self, ctx, std::move(timed_out));
-        else
-          finish_buffered(self, ctx, std::move(timed_out));
       },
       [=](keepalive_atom) {
         auto& st = self->state;

@@ -94,10 +94,7 @@ struct proxy_request_state {
   bool attempt_open = false; ///< The router counts the current attempt as in flight.
   std::vector<std::string> tried;
   std::string attempt_log; ///< "deployment:outcome" per attempt, for the usage record.
-  bool got_bytes = false;  ///< The current attempt has sent something.
-  std::chrono::steady_clock::time_point last_data;
   std::chrono::steady_clock::time_point last_write;
-  bool idle_check_pending = false;
   transfer_result last_failure; ///< Answered if no attempt succeeds.
 
   // Streaming.

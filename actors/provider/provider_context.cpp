@@ -32,6 +32,8 @@ transfer_spec base_transfer(const upstream_call& call, std::string url, std::str
   spec.stream = call.stream;
   spec.connect_timeout = std::chrono::milliseconds(call.connect_ms);
   spec.total_timeout = std::chrono::milliseconds(call.total_ms);
+  spec.first_byte_timeout = std::chrono::milliseconds(call.first_byte_ms);
+  spec.idle_timeout = std::chrono::milliseconds(call.idle_ms);
   auto requester = call.requester;
   auto attempt = call.attempt;
   spec.on_data = [requester, attempt](uint64_t, std::string_view bytes) {

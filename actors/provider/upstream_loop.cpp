@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <utility>
 
 #include <curl/curl.h>
 
@@ -14,6 +15,12 @@ struct upstream_loop::transfer {
   transfer_spec spec;
   transfer_result result;
   char error[CURL_ERROR_SIZE] = {0};
+  std::chrono::steady_clock::time_point started;
+  std::chrono::steady_clock::time_point last_data; ///< Of the latest piece of the answer.
+  bool got_bytes = false;
+  /// The deadline queued for this transfer; others of it still in the queue are stale.
+  std::chrono::steady_clock::time_point due;
+  upstream_loop* loop = nullptr;
 
   ~transfer() {
     if (easy)
@@ -33,6 +40,10 @@ struct curl_global {
 size_t on_write(char* ptr, size_t size, size_t count, void* user) {
   auto* t = static_cast<upstream_loop::transfer*>(user);
   auto bytes = size * count;
+  if (t->spec.idle_timeout.count() > 0)
+    t->last_data = std::chrono::steady_clock::now();
+  if (!std::exchange(t->got_bytes, true) && t->spec.stream && t->spec.idle_timeout.count() > 0)
+    t->loop->queue_deadline(*t, t->last_data + t->spec.idle_timeout); // now silence counts
   long status = 0;
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
   t->result.http_status = status;
@@ -144,10 +155,16 @@ void upstream_loop::apply(command& cmd) {
   curl_easy_setopt(e, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
   curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
   curl_multi_add_handle(multi_, e);
+  t->started = clock::now();
+  t->loop = this;
+  if (t->spec.first_byte_timeout.count() > 0)
+    queue_deadline(*t, t->started + t->spec.first_byte_timeout);
+  else if (t->spec.idle_timeout.count() > 0)
+    queue_deadline(*t, t->started + t->spec.idle_timeout);
   transfers_.emplace(t->id, std::move(t));
 }
 
-void upstream_loop::finish(uint64_t id, int curl_code, bool cancelled) {
+void upstream_loop::finish(uint64_t id, int curl_code, bool cancelled, const char* why) {
   auto node = transfers_.extract(id);
   if (node.empty())
     return;
@@ -158,11 +175,51 @@ void upstream_loop::finish(uint64_t id, int curl_code, bool cancelled) {
   t->result.http_status = status;
   t->result.curl_code = curl_code;
   t->result.cancelled = cancelled;
-  if (curl_code != CURLE_OK)
+  if (why)
+    t->result.error = why;
+  else if (curl_code != CURLE_OK)
     t->result.error = t->error[0] ? t->error : curl_easy_strerror(static_cast<CURLcode>(curl_code));
   --active_;
   if (t->spec.on_done)
     t->spec.on_done(t->id, std::move(t->result));
+}
+
+void upstream_loop::queue_deadline(transfer& t, clock::time_point due) {
+  t.due = due;
+  deadlines_.push({due, t.id});
+}
+
+upstream_loop::clock::duration upstream_loop::expire_silent(clock::duration longest) {
+  auto now = clock::now();
+  while (!deadlines_.empty() && deadlines_.top().due <= now) {
+    auto [due, id] = deadlines_.top();
+    deadlines_.pop();
+    auto it = transfers_.find(id);
+    if (it == transfers_.end())
+      continue; // ended meanwhile
+    auto& t = *it->second;
+    if (t.due != due)
+      continue; // a later deadline replaced this one
+    if (!t.got_bytes) {
+      if (t.spec.first_byte_timeout.count() > 0)
+        finish(id, CURLE_OPERATION_TIMEDOUT, false, "no first token within the timeout");
+      else
+        queue_deadline(t, now + t.spec.idle_timeout); // the idle limit alone: wait on
+      continue;
+    }
+    // The answer has begun: from now on only silence within a stream counts.
+    if (!t.spec.stream || t.spec.idle_timeout.count() <= 0)
+      continue;
+    auto next = t.last_data + t.spec.idle_timeout;
+    if (next <= now)
+      finish(id, CURLE_OPERATION_TIMEDOUT, false,
+             "no data from the upstream within the idle timeout");
+    else
+      queue_deadline(t, next);
+  }
+  if (deadlines_.empty())
+    return longest;
+  return std::min(longest, deadlines_.top().due - now);
 }
 
 void upstream_loop::run() {
@@ -184,7 +241,10 @@ void upstream_loop::run() {
       curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
       finish(t->id, msg->data.result, false);
     }
-    curl_multi_poll(multi_, nullptr, 0, 1000, nullptr);
+    auto wait = expire_silent(std::chrono::seconds(1));
+    // Rounded up: a deadline 0.3 ms away must not make the loop spin until it is due.
+    auto wait_ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
+    curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait_ms), nullptr);
   }
 }
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <queue>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -39,6 +40,11 @@ struct transfer_spec {
   bool stream = false;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds total_timeout{600'000};
+  /// Ends the transfer (CURLE_OPERATION_TIMEDOUT) if no byte of the answer came by then, or
+  /// if a stream falls silent for longer than `idle_timeout` after it began; zero: no limit.
+  /// Kept by the loop itself, so a call arms no timer anywhere else.
+  std::chrono::milliseconds first_byte_timeout{0};
+  std::chrono::milliseconds idle_timeout{0};
   /// Called on the loop thread with the transfer's id; must not block.
   std::function<void(uint64_t, std::string_view)> on_data;
   /// Called once on the loop thread when the transfer ends for any reason.
@@ -65,6 +71,10 @@ public:
   /// Transfers in flight.
   std::size_t active() const noexcept { return active_.load(); }
 
+  /// When `t` must next have made progress (replacing its earlier deadline). Loop thread
+  /// only: the transfer's callbacks call it when its answer begins.
+  void queue_deadline(transfer& t, std::chrono::steady_clock::time_point due);
+
 private:
   struct command {
     enum class kind { start, cancel } what;
@@ -72,9 +82,21 @@ private:
     std::unique_ptr<transfer_spec> spec;
   };
 
+  using clock = std::chrono::steady_clock;
+  /// When a transfer must have made progress: checked again when due, since data may have
+  /// come meanwhile (then the next deadline is queued instead).
+  struct deadline {
+    clock::time_point due;
+    uint64_t id;
+    bool operator>(const deadline& other) const { return due > other.due; }
+  };
+
   void run();
   void apply(command& cmd);
-  void finish(uint64_t id, int curl_code, bool cancelled);
+  void finish(uint64_t id, int curl_code, bool cancelled, const char* why = nullptr);
+  /// Times out the transfers that are silent past their deadline; the time until the next
+  /// deadline is due (at most `longest`).
+  clock::duration expire_silent(clock::duration longest);
 
   void* multi_ = nullptr; ///< CURLM*
   std::thread thread_;
@@ -84,6 +106,7 @@ private:
   std::atomic<uint64_t> next_id_{1};
   std::atomic<std::size_t> active_{0};
   std::unordered_map<uint64_t, std::unique_ptr<transfer>> transfers_; ///< Loop thread only.
+  std::priority_queue<deadline, std::vector<deadline>, std::greater<>> deadlines_; ///< Same.
 };
 
 } // namespace tollgate

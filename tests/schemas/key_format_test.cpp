@@ -1,3 +1,6 @@
+#include <chrono>
+#include <thread>
+
 #include <boost/test/unit_test.hpp>
 
 #include <set>
@@ -51,6 +54,16 @@ BOOST_AUTO_TEST_CASE(ids_and_comparison) {
   BOOST_TEST(constant_time_equal("abc", "abc"));
   BOOST_TEST(!constant_time_equal("abc", "abd"));
   BOOST_TEST(!constant_time_equal("abc", "ab"));
+}
+
+BOOST_AUTO_TEST_CASE(time_ordered_ids_sort_by_creation) {
+  auto first = time_ordered_id("req");
+  std::this_thread::sleep_for(std::chrono::milliseconds(2)); // a later millisecond
+  auto second = time_ordered_id("req");
+  BOOST_TEST(first.rfind("req_", 0) == 0u);
+  BOOST_TEST(first.size() == 4u + 32u); // 12 hex digits of time, 20 random
+  BOOST_TEST(first < second);
+  BOOST_TEST(time_ordered_id("req") != time_ordered_id("req")); // same millisecond
 }
 
 BOOST_AUTO_TEST_SUITE_END()
