@@ -42,7 +42,10 @@ void server::start() {
                       .handle_request_timeout(timeout)
                       .write_http_response_timelimit(timeout)
                       .read_next_http_message_timelimit(std::chrono::seconds(120))
-                      .max_pipelined_requests(16)
+                      // Thousands of connections stay open through long streams: each keeps
+                      // a read buffer and a slot per pipelined request.
+                      .buffer_size(2048)
+                      .max_pipelined_requests(2)
                       .incoming_http_msg_limits(
                           restinio::incoming_http_msg_limits_t{}.max_body_size(transport_limit));
   impl_->running =

@@ -145,6 +145,10 @@ void upstream_loop::apply(command& cmd) {
   curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  // curl's receive buffer (16 KB by default) is most of what a transfer costs in memory,
+  // and thousands of streams are open at once; stream events and whole answers of a chat
+  // call are a few hundred bytes to a few KB.
+  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 2048L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
