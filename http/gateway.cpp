@@ -189,12 +189,14 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   caf::actor redis;
   if (cfg.redis)
     redis = sys.spawn<caf::detached>(redis_worker, config::parse_redis_url(*cfg.redis));
+  // Calls reach the key actors of this node without a hop through the directory.
+  auto keys = std::make_shared<key_handles>();
   auto directory =
       cluster.enabled()
           ? sys.spawn(clustered_directory_actor, pool, ledger, default_limits, cfg.actors.idle,
                       node_id, static_cast<int32_t>(cluster.shards), middleman_of(sys, cluster),
-                      redis)
-          : sys.spawn(directory_actor, pool, ledger, default_limits, cfg.actors.idle, redis);
+                      redis, keys)
+          : sys.spawn(directory_actor, pool, ledger, default_limits, cfg.actors.idle, redis, keys);
   auto loop = std::make_shared<upstream_loop>();
   auto model_router = sys.spawn(router_actor, model_catalog(cfg), cfg.routing);
   auto providers = sys.spawn(provider_supervisor, cfg.providers, loop, model_router);
@@ -204,6 +206,7 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   auto ctx = std::make_shared<route_context>();
   ctx->system = &sys;
   ctx->directory = directory;
+  ctx->keys = keys;
   ctx->admin = admin;
   ctx->router = model_router;
   ctx->routing = cfg.routing;

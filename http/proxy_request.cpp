@@ -589,7 +589,9 @@ void route_attempt(self_ptr self, const ctx_ptr& ctx) {
           });
 }
 
-void admit(self_ptr self, const ctx_ptr& ctx, int attempts);
+/// Asks the key's actor to admit the call (directly when `direct` and it is known to be
+/// alive here, else through the directory); a key actor passivated meanwhile is retried.
+void admit(self_ptr self, const ctx_ptr& ctx, int attempts, bool direct = true);
 
 void hold_credits(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
@@ -657,28 +659,39 @@ void route_model(self_ptr self, const ctx_ptr& ctx) {
           [=](caf::error& err) { fail(self, ctx, api_failure_of(err)); });
 }
 
-/// Asks the key's actor to admit the call; a key actor passivated meanwhile is retried once.
-void admit(self_ptr self, const ctx_ptr& ctx, int attempts) {
+void admit(self_ptr self, const ctx_ptr& ctx, int attempts, bool direct) {
   const auto& call = ctx->call;
   admission_request ar{call.client_ip, call.model,
                        call.prompt_tokens + call.max_tokens * call.choices};
   ar.again = self->state.readmissions > 0;
+  auto admitted = [=](admission& a) {
+    self->state.admitted = std::move(a);
+    self->state.user_down = false;
+    // The user actor may live on another node: if it ends while this call waits for it,
+    // on_user_down says what to do.
+    self->monitor(self->state.admitted.user);
+    route_model(self, ctx);
+  };
+  // The key's actor, when it is alive on this node: asked directly, without the directory.
+  auto key = direct && ctx->actors.keys ? ctx->actors.keys->find(call.key_hash) : caf::actor{};
+  if (key) {
+    self->request(key, caf::infinite, admit_atom_v, std::move(ar))
+        .then(admitted, [=](caf::error& err) {
+          // Ended meanwhile (passivated, or its shard moved): the directory knows more.
+          if (is_receiver_gone(err))
+            admit(self, ctx, attempts, false);
+          else
+            fail(self, ctx, api_failure_of(err));
+        });
+    return;
+  }
   self->request(ctx->actors.directory, caf::infinite, admit_atom_v, call.key_hash, std::move(ar))
-      .then(
-          [=](admission& a) {
-            self->state.admitted = std::move(a);
-            self->state.user_down = false;
-            // The user actor may live on another node: if it ends while this call waits for
-            // it, on_user_down says what to do.
-            self->monitor(self->state.admitted.user);
-            route_model(self, ctx);
-          },
-          [=](caf::error& err) {
-            if (attempts > 1 && is_receiver_gone(err))
-              admit(self, ctx, attempts - 1);
-            else
-              fail(self, ctx, api_failure_of(err));
-          });
+      .then(admitted, [=](caf::error& err) {
+        if (attempts > 1 && is_receiver_gone(err))
+          admit(self, ctx, attempts - 1, false);
+        else
+          fail(self, ctx, api_failure_of(err));
+      });
 }
 
 } // namespace

@@ -9,6 +9,7 @@
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
+#include "actors/directory/key_handles.hpp"
 #include "actors/messages.hpp"
 #include "config/config.hpp"
 #include "http/responses.hpp"
@@ -45,6 +46,7 @@ struct proxy_call {
 /// The node actors a proxied call talks to.
 struct proxy_actors {
   caf::actor directory;
+  key_handles_ptr keys; ///< Key actors alive on this node, published by the directory.
   caf::actor router;
   config::routing_config routing;
   std::shared_ptr<std::atomic<int64_t>> active_calls; ///< Counts this call while it lives.

@@ -210,8 +210,9 @@ proxy_call proxy_call_of(const call& c, std::string path, nlohmann::json body, s
 
 status to_proxy(const ctx_ptr& ctx, const call& c, proxy_call pc) {
   ++*ctx->active_calls;
-  ctx->system->spawn(proxy_request, c.req, std::move(pc),
-                     proxy_actors{ctx->directory, ctx->router, ctx->routing, ctx->active_calls});
+  ctx->system->spawn(
+      proxy_request, c.req, std::move(pc),
+      proxy_actors{ctx->directory, ctx->keys, ctx->router, ctx->routing, ctx->active_calls});
   return restinio::request_accepted();
 }
 

@@ -7,6 +7,7 @@
 #include <caf/all.hpp>
 #include <restinio/all.hpp>
 
+#include "actors/directory/key_handles.hpp"
 #include "config/config.hpp"
 
 namespace tollgate::http {
@@ -17,6 +18,7 @@ using router = restinio::router::express_router_t<>;
 struct route_context {
   caf::actor_system* system = nullptr;
   caf::actor directory;
+  key_handles_ptr keys; ///< Key actors alive on this node (see key_handles).
   caf::actor admin;
   caf::actor router;
   std::string admin_key_hash;

@@ -164,6 +164,8 @@ void activate_key(self_ptr self, const std::string& key_hash, waiter done) {
                                 now.default_limits, now.idle, windows);
                 self->monitor(handle);
                 now.keys.emplace(key_hash, directory_state::key_entry{handle, user_id});
+                if (now.handles)
+                  now.handles->put(key_hash, handle);
                 key_actors().add(1);
                 ++now.keys_per_user[user_id];
                 finish_loading(now.loading_keys, key_hash, handle);
@@ -199,6 +201,8 @@ void forget_entry(self_ptr self,
   auto& st = self->state;
   if (--st.keys_per_user[it->second.user_id] <= 0)
     st.keys_per_user.erase(it->second.user_id);
+  if (st.handles)
+    st.handles->erase(it->first);
   st.keys.erase(it);
   key_actors().add(-1);
 }
@@ -602,6 +606,8 @@ caf::behavior directory_behavior(self_ptr self) {
       self->send_exit(entry.handle, msg.reason);
     for (auto& [id, handle] : self->state.users)
       self->send_exit(handle, msg.reason);
+    if (self->state.handles)
+      self->state.handles->clear();
     self->quit(msg.reason);
   });
   auto releases = std::make_shared<std::map<int32_t, release_job>>();
@@ -738,7 +744,8 @@ caf::behavior directory_behavior(self_ptr self) {
 }
 
 void init(self_ptr self, db_pool db, caf::actor ledger, schemas::rate_limits default_limits,
-          std::chrono::seconds idle, caf::actor redis) {
+          std::chrono::seconds idle, caf::actor redis, key_handles_ptr handles) {
+  self->state.handles = std::move(handles);
   self->state.redis = std::move(redis);
   self->state.default_limits = default_limits;
   self->state.db = std::move(db);
@@ -750,16 +757,20 @@ void init(self_ptr self, db_pool db, caf::actor ledger, schemas::rate_limits def
 
 caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                               caf::actor ledger, schemas::rate_limits default_limits,
-                              std::chrono::seconds idle, caf::actor redis) {
-  init(self, std::move(db), std::move(ledger), default_limits, idle, std::move(redis));
+                              std::chrono::seconds idle, caf::actor redis,
+                              key_handles_ptr handles) {
+  init(self, std::move(db), std::move(ledger), default_limits, idle, std::move(redis),
+       std::move(handles));
   return directory_behavior(self);
 }
 
 caf::behavior clustered_directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                                         caf::actor ledger, schemas::rate_limits default_limits,
                                         std::chrono::seconds idle, std::string node_id,
-                                        int32_t shards, caf::actor middleman, caf::actor redis) {
-  init(self, std::move(db), std::move(ledger), default_limits, idle, std::move(redis));
+                                        int32_t shards, caf::actor middleman, caf::actor redis,
+                                        key_handles_ptr handles) {
+  init(self, std::move(db), std::move(ledger), default_limits, idle, std::move(redis),
+       std::move(handles));
   auto& c = self->state.cluster;
   c.enabled = true;
   c.self_id = std::move(node_id);

@@ -10,6 +10,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/directory/key_handles.hpp"
 #include "actors/messages.hpp"
 #include "actors/storage/db_worker.hpp"
 
@@ -68,13 +69,16 @@ struct directory_state {
   std::unordered_map<std::string, std::string> kept_windows;
   std::size_t kept_since_sweep = 0;
   directory_routing cluster;
+  /// This node's live key actors, published for the HTTP front end (may be null).
+  key_handles_ptr handles;
 };
 
 /// Per node: resolves users and keys to their actors, activating them from storage on first
 /// use and passivating idle ones; never more than one actor per user or key.
 caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                               caf::actor ledger, schemas::rate_limits default_limits,
-                              std::chrono::seconds idle, caf::actor redis);
+                              std::chrono::seconds idle, caf::actor redis,
+                              key_handles_ptr handles = nullptr);
 
 /// The same in a cluster node: entities of shards this node serves live here; calls for
 /// other shards go to the owning node's directory; calls for a shard being handed over
@@ -82,6 +86,7 @@ caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_poo
 caf::behavior clustered_directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                                         caf::actor ledger, schemas::rate_limits default_limits,
                                         std::chrono::seconds idle, std::string node_id,
-                                        int32_t shards, caf::actor middleman, caf::actor redis);
+                                        int32_t shards, caf::actor middleman, caf::actor redis,
+                                        key_handles_ptr handles = nullptr);
 
 } // namespace tollgate
