@@ -130,6 +130,10 @@ int64_t generated_bytes(const json& choice) {
 
 void end_request(self_ptr self) {
   self->state.step = phase::finished;
+  // A monitor outlives the actor that set it: left on the (long-lived) user actor, it would
+  // keep this actor's memory until the user actor ends.
+  if (self->state.admitted.user)
+    self->demonitor(self->state.admitted.user);
   self->quit();
 }
 
@@ -665,6 +669,8 @@ void admit(self_ptr self, const ctx_ptr& ctx, int attempts, bool direct) {
                        call.prompt_tokens + call.max_tokens * call.choices};
   ar.again = self->state.readmissions > 0;
   auto admitted = [=](admission& a) {
+    if (self->state.admitted.user) // admitted again: watch only the user of this admission
+      self->demonitor(self->state.admitted.user);
     self->state.admitted = std::move(a);
     self->state.user_down = false;
     // The user actor may live on another node: if it ends while this call waits for it,
