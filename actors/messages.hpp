@@ -342,6 +342,7 @@ CAF_ADD_ATOM(tollgate, tollgate, user_changed_atom, "usrchanged")
 CAF_ADD_ATOM(tollgate, tollgate, revoke_atom, "revoke")
 // -- atoms: user and key actors -> directory
 CAF_ADD_ATOM(tollgate, tollgate, passivate_atom, "passivate")
+CAF_ADD_ATOM(tollgate, tollgate, passivate_user_atom, "passivusr")
 // -- atoms: cluster (agent -> directory, directory -> directory of another node)
 CAF_ADD_ATOM(tollgate, tollgate, relay_atom, "relay")
 CAF_ADD_ATOM(tollgate, tollgate, own_atom, "own")

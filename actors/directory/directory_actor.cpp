@@ -37,6 +37,63 @@ void finish_loading(std::unordered_map<std::string, std::vector<waiter>>& loadin
 
 void resolve_user(self_ptr self, const std::string& user_id, waiter done);
 
+/// Where a key's rate windows wait in Redis between two of its actors.
+std::string windows_key(const std::string& key_hash) {
+  return "tollgate:windows:" + key_hash;
+}
+
+/// And a user's own windows (its user-level limits).
+std::string user_windows_key(const std::string& user_id) {
+  return "tollgate:user-windows:" + user_id;
+}
+
+/// A day and a minute: the longest window, and then some.
+constexpr int64_t windows_ttl_ms = (24 * 60 + 1) * 60 * 1000;
+
+/// Keeps the windows of an ending key or user actor (`where`: its windows_key or
+/// user_windows_key) for its next activation: in Redis, where any node finds them, or else
+/// in this directory.
+void keep_windows(self_ptr self, const std::string& where, std::string windows) {
+  auto& st = self->state;
+  if (st.redis) {
+    self->send(st.redis, caf::put_atom_v, where, std::move(windows), windows_ttl_ms);
+    return;
+  }
+  st.kept_windows[where] = std::move(windows);
+  // Entities that never come back would keep their entries forever: now and then, drop
+  // those older than the longest window.
+  if (++st.kept_since_sweep < 4096 || st.kept_since_sweep < st.kept_windows.size())
+    return;
+  st.kept_since_sweep = 0;
+  auto oldest = wall_ms() - windows_ttl_ms;
+  for (auto it = st.kept_windows.begin(); it != st.kept_windows.end();) {
+    auto snapshot = rate_snapshot::from_text(it->second);
+    if (!snapshot || snapshot->taken_at_ms < oldest)
+      it = st.kept_windows.erase(it);
+    else
+      ++it;
+  }
+}
+
+/// The windows the last actor of a key or user left at `where` (in Redis, or in this
+/// directory without one); none if there are none, or Redis is down.
+void load_windows(self_ptr self, const std::string& where,
+                  std::function<void(rate_snapshot)> then) {
+  auto& st = self->state;
+  if (!st.redis) {
+    auto kept = st.kept_windows.extract(where);
+    then(kept.empty() ? rate_snapshot{}
+                      : rate_snapshot::from_text(kept.mapped()).value_or(rate_snapshot{}));
+    return;
+  }
+  self->request(st.redis, std::chrono::seconds(2), caf::get_atom_v, where)
+      .then(
+          [=](const std::string& text) {
+            then(rate_snapshot::from_text(text).value_or(rate_snapshot{}));
+          },
+          [=](caf::error&) { then({}); });
+}
+
 void activate_user(self_ptr self, const std::string& user_id, waiter done) {
   auto& st = self->state;
   if (auto it = st.users.find(user_id); it != st.users.end()) {
@@ -57,78 +114,29 @@ void activate_user(self_ptr self, const std::string& user_id, waiter done) {
          })
       .then(
           [=](schemas::user_record& user) {
-            auto& now = self->state;
-            shard_fence fence;
-            if (now.cluster.enabled) {
-              fence.shard = cluster::shard_of(user_id, now.cluster.shards);
-              auto served = now.cluster.serving.find(fence.shard);
-              if (served == now.cluster.serving.end()) {
-                // The shard left this node while the user loaded: the caller retries.
-                finish_loading(now.loading_users, user_id, shard_moving());
-                return;
+            load_windows(self, user_windows_key(user_id), [=](rate_snapshot windows) mutable {
+              auto& now = self->state;
+              shard_fence fence;
+              if (now.cluster.enabled) {
+                fence.shard = cluster::shard_of(user_id, now.cluster.shards);
+                auto served = now.cluster.serving.find(fence.shard);
+                if (served == now.cluster.serving.end()) {
+                  // The shard left this node while the user loaded: the caller retries.
+                  finish_loading(now.loading_users, user_id, shard_moving());
+                  return;
+                }
+                fence.epoch = served->second;
               }
-              fence.epoch = served->second;
-            }
-            auto handle = self->spawn(user_actor, std::move(user), now.ledger,
-                                      caf::actor_cast<caf::actor>(self), now.idle, fence);
-            self->monitor(handle);
-            now.users.emplace(user_id, handle);
-            user_actors().add(1);
-            finish_loading(now.loading_users, user_id, handle);
+              auto handle =
+                  self->spawn(user_actor, std::move(user), now.ledger,
+                              caf::actor_cast<caf::actor>(self), now.idle, fence, windows);
+              self->monitor(handle);
+              now.users.emplace(user_id, handle);
+              user_actors().add(1);
+              finish_loading(now.loading_users, user_id, handle);
+            });
           },
           [=](caf::error& err) { finish_loading(self->state.loading_users, user_id, err); });
-}
-
-/// Where a key's rate windows wait in Redis between two of its actors.
-std::string windows_key(const std::string& key_hash) {
-  return "tollgate:windows:" + key_hash;
-}
-
-/// A day and a minute: the longest window, and then some.
-constexpr int64_t windows_ttl_ms = (24 * 60 + 1) * 60 * 1000;
-
-/// Keeps the windows of a passivated key for its next activation: in Redis, where any node
-/// finds them, or else in this directory.
-void keep_windows(self_ptr self, const std::string& key_hash, std::string windows) {
-  auto& st = self->state;
-  if (st.redis) {
-    self->send(st.redis, caf::put_atom_v, windows_key(key_hash), std::move(windows),
-               windows_ttl_ms);
-    return;
-  }
-  st.kept_windows[key_hash] = std::move(windows);
-  // Keys that never come back would keep their entries forever: now and then, drop those
-  // older than the longest window.
-  if (++st.kept_since_sweep < 4096 || st.kept_since_sweep < st.kept_windows.size())
-    return;
-  st.kept_since_sweep = 0;
-  auto oldest = wall_ms() - windows_ttl_ms;
-  for (auto it = st.kept_windows.begin(); it != st.kept_windows.end();) {
-    auto snapshot = rate_snapshot::from_text(it->second);
-    if (!snapshot || snapshot->taken_at_ms < oldest)
-      it = st.kept_windows.erase(it);
-    else
-      ++it;
-  }
-}
-
-/// The windows a key's last actor left (in Redis, or in this directory without one); none
-/// if there are none, or Redis is down.
-void load_windows(self_ptr self, const std::string& key_hash,
-                  std::function<void(rate_snapshot)> then) {
-  auto& st = self->state;
-  if (!st.redis) {
-    auto kept = st.kept_windows.extract(key_hash);
-    then(kept.empty() ? rate_snapshot{}
-                      : rate_snapshot::from_text(kept.mapped()).value_or(rate_snapshot{}));
-    return;
-  }
-  self->request(st.redis, std::chrono::seconds(2), caf::get_atom_v, windows_key(key_hash))
-      .then(
-          [=](const std::string& text) {
-            then(rate_snapshot::from_text(text).value_or(rate_snapshot{}));
-          },
-          [=](caf::error&) { then({}); });
 }
 
 void activate_key(self_ptr self, const std::string& key_hash, waiter done) {
@@ -151,7 +159,7 @@ void activate_key(self_ptr self, const std::string& key_hash, waiter done) {
          })
       .then(
           [=](schemas::key_record& key) {
-            load_windows(self, key_hash, [=](rate_snapshot windows) mutable {
+            load_windows(self, windows_key(key_hash), [=](rate_snapshot windows) mutable {
               auto user_id = key.user_id;
               resolve_user(self, user_id, [=](caf::expected<caf::actor> user) mutable {
                 auto& now = self->state;
@@ -516,30 +524,33 @@ void stop_shard(self_ptr self, int32_t shard) {
   }
 }
 
-/// Before a shard leaves: its key actors end, and their windows wait in Redis for the next
-/// owner (which reads them when it activates the key); then `then`.
+/// Before a shard leaves: its key and user actors end, and their windows wait in Redis for
+/// the next owner (which reads them when it activates each); then `then`.
 void save_windows_then(self_ptr self, int32_t shard, std::function<void()> then) {
   auto& st = self->state;
-  std::vector<std::pair<std::string, caf::actor>> keys;
+  std::vector<std::pair<std::string, caf::actor>> leaving; // where its windows go, actor
   for (auto& [hash, entry] : st.keys)
     if (shard_of(self, hash) == shard)
-      keys.emplace_back(hash, entry.handle);
-  if (!st.redis || keys.empty()) {
+      leaving.emplace_back(windows_key(hash), entry.handle);
+  for (auto& [id, handle] : st.users)
+    if (shard_of(self, id) == shard)
+      leaving.emplace_back(user_windows_key(id), handle);
+  if (!st.redis || leaving.empty()) {
     then();
     return;
   }
-  auto pending = std::make_shared<std::size_t>(keys.size());
+  auto pending = std::make_shared<std::size_t>(leaving.size());
   auto one_done = [=] {
     if (--*pending == 0)
       then();
   };
-  for (auto& [hash, handle] : keys) {
-    auto key_hash = hash;
+  for (auto& [where, handle] : leaving) {
+    auto to = where;
     self->request(handle, std::chrono::seconds(2), release_atom_v)
         .then(
             [=](const std::string& windows) {
-              self->request(self->state.redis, std::chrono::seconds(2), caf::put_atom_v,
-                            windows_key(key_hash), windows, windows_ttl_ms)
+              self->request(self->state.redis, std::chrono::seconds(2), caf::put_atom_v, to,
+                            windows, windows_ttl_ms)
                   .then([=](bool) { one_done(); }, [=](caf::error&) { one_done(); });
             },
             [=](caf::error&) { one_done(); });
@@ -646,19 +657,21 @@ caf::behavior directory_behavior(self_ptr self) {
         // scan of every entry).
         self->demonitor(it->second.handle);
         forget_entry(self, it);
-        keep_windows(self, key_hash, std::move(windows));
+        keep_windows(self, windows_key(key_hash), std::move(windows));
         return true;
       },
-      [=](passivate_atom, const std::string& id) {
+      [=](passivate_user_atom, const std::string& id, std::string& windows) {
+        // The same for a user actor.
         auto& st = self->state;
         auto it = st.users.find(id);
         // A user actor outlives every key actor here that hands out its handle (key actors
-        // on other nodes watch it and end with it).
+        // on other nodes look it up again when it has ended).
         if (it == st.users.end() || !is_sender(self, it->second) || st.keys_per_user.count(id) > 0)
           return false;
         self->demonitor(it->second);
         st.users.erase(it);
         user_actors().add(-1);
+        keep_windows(self, user_windows_key(id), std::move(windows));
         return true;
       },
       [=](stats_atom) {

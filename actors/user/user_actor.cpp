@@ -73,11 +73,13 @@ user_view view_of(const user_state& st) {
 
 caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_record user,
                          caf::actor ledger, caf::actor directory, std::chrono::seconds idle,
-                         shard_fence fence) {
+                         shard_fence fence, rate_snapshot windows) {
   auto& init = self->state;
   init.fence = fence;
   init.account = credit_account(user.balance);
   init.limiter = rate_limiter(user.limits);
+  if (windows.taken_at_ms > 0)
+    init.limiter.restore(windows, rate_clock::now(), wall_ms());
   // A request actor that dies with a hold open (it crashed) never settles it: void it here.
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
@@ -250,6 +252,13 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
                   });
         return promise;
       },
+      [=](release_atom) {
+        // The user's shard moves to another node (its open work has ended): its own windows
+        // go along.
+        auto taken = self->state.limiter.snapshot(rate_clock::now(), wall_ms()).to_text();
+        self->quit();
+        return taken;
+      },
       [=](open_work_atom) {
         // Asked while the node hands the user's shard over: what still has to end here.
         auto& st = self->state;
@@ -273,7 +282,9 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         }
         // While the directory decides, this actor takes no work: after a yes, senders see it
         // gone and resolve the user again, which loads the committed state afresh.
-        self->request(st.directory, caf::infinite, passivate_atom_v, st.user.id)
+        // The user's own windows stay with the directory (or Redis) for its next activation.
+        auto kept = st.limiter.snapshot(rate_clock::now(), wall_ms()).to_text();
+        self->request(st.directory, caf::infinite, passivate_user_atom_v, st.user.id, kept)
             .await([=](bool ok) {
               if (ok)
                 self->quit();

@@ -50,8 +50,11 @@ struct user_state {
 };
 
 /// One per account: owns the balance and open holds; the only writer of the balance.
+/// `windows`, if taken (taken_at_ms > 0), is where the user's own rate windows stood when its
+/// last actor ended (passivated, or its shard moved); an ending user actor leaves them with
+/// the directory (passivated) or answers them (release_atom).
 caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_record user,
                          caf::actor ledger, caf::actor directory, std::chrono::seconds idle,
-                         shard_fence fence);
+                         shard_fence fence, rate_snapshot windows = {});
 
 } // namespace tollgate

@@ -530,6 +530,20 @@ BOOST_AUTO_TEST_CASE(rate_windows_survive_a_move_of_the_keys_user) {
   BOOST_TEST(ledger_of(*sql, hal.id).size() == static_cast<std::size_t>(per_day) + 1);
 }
 
+BOOST_AUTO_TEST_CASE(a_users_own_windows_follow_it) {
+  mock_upstream mock;
+  test_cluster cluster(2, mock.base_url());
+  auto admin = cluster.admin(0);
+  constexpr int per_day = 10;
+  auto ivy = make_metered_user(admin, "ivy@example.com", 1'000'000);
+  auto patched = admin.patch("/admin/users/" + ivy.id, dump({{"rpd", per_day}}));
+  BOOST_TEST_REQUIRE(patched.status == 200, patched.body);
+  auto owner = cluster.owner_of_user(ivy.id);
+  // The user's owner hands its shards over: the user's own windows go along through Redis.
+  expect_day_window_survives_drain(cluster, 1 - owner, ivy.key, owner, per_day);
+  BOOST_TEST(cluster.owner_of_user(ivy.id) == 1 - owner);
+}
+
 BOOST_AUTO_TEST_CASE(join_under_load_fails_no_call) {
   mock_upstream mock;
   mock.settings({{"latency_ms", 10}, {"ttft_ms", 10}});

@@ -217,15 +217,21 @@ BOOST_AUTO_TEST_CASE(metrics_match_calls) {
 }
 
 // The parser itself rejects what Prometheus would.
-// Idle key and user actors passivate (the actors gauge drops to 0); the key's day window is
-// kept for its next activation, on a single node without Redis too.
-BOOST_AUTO_TEST_CASE(a_passivated_key_keeps_its_day_window) {
+/// Idle key and user actors passivate (the actors gauge drops to 0), and their day windows
+/// are kept for their next activation, on a single node without Redis too: 2 of 3 calls of
+/// the day, passivation, then of 2 more calls only the third of the day is admitted.
+/// `user_limits` (PATCHed onto the user) and `key_limits` say whose day window it is.
+void check_day_window_survives_passivation(const json& user_limits, const json& key_limits) {
   mock_upstream mock;
   auto config = mock_gateway_config(mock.base_url());
   config["actors"] = {{"idle_seconds", 1}};
   test_gateway gw(store::sqlite, options_with_config(config));
   auto admin = gw.admin();
-  auto bea = make_metered_user(admin, "bea@example.com", opening, {{"rpd", 3}});
+  auto bea = make_metered_user(admin, "bea@example.com", opening, key_limits);
+  if (!user_limits.empty()) {
+    auto patched = admin.patch("/admin/users/" + bea.id, dump(user_limits));
+    BOOST_TEST_REQUIRE(patched.status == 200, patched.body);
+  }
   auto client = gw.consumer(bea.key);
   auto call = [&] {
     return client.post("/v1/chat/completions", dump(chat_body("gpt-mock", "hello", 5))).status;
@@ -240,6 +246,14 @@ BOOST_AUTO_TEST_CASE(a_passivated_key_keeps_its_day_window) {
   BOOST_TEST(call() == 200); // the third of the day
   BOOST_TEST(call() == 429);
   BOOST_TEST(scrape_metrics(gw).sum("tollgate_actors", {{"kind", "key"}}) == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_passivated_key_keeps_its_day_window) {
+  check_day_window_survives_passivation(json::object(), {{"rpd", 3}});
+}
+
+BOOST_AUTO_TEST_CASE(a_passivated_user_keeps_its_day_window) {
+  check_day_window_survives_passivation({{"rpd", 3}}, json::object());
 }
 
 BOOST_AUTO_TEST_CASE(prometheus_parser_rejects_bad_text) {
