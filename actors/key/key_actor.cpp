@@ -29,10 +29,15 @@ caf::result<T> with_user(self_ptr self, bool stale, Fn answer) {
   if (st.user && !stale)
     return answer(st.user);
   auto promise = self->make_response_promise<T>();
+  // Answered below, or, if this actor ends first, failed as CAF fails a request it never
+  // handled: the caller then asks the directory again.
+  auto id = ++st.next_waiting;
+  st.waiting.emplace(id, [promise](const caf::error& err) mutable { promise.deliver(err); });
   self->request(st.directory, resolve_timeout, resolve_user_atom_v, st.key.user_id)
       .then(
           [=](caf::actor& user) mutable {
             auto& now = self->state;
+            now.waiting.erase(id);
             if (user != now.user) {
               if (now.user)
                 self->demonitor(now.user);
@@ -45,8 +50,19 @@ caf::result<T> with_user(self_ptr self, bool stale, Fn answer) {
             else
               promise.deliver(answered.error());
           },
-          [=](caf::error& err) mutable { promise.deliver(err); });
+          [=](caf::error& err) mutable {
+            self->state.waiting.erase(id);
+            promise.deliver(err);
+          });
   return promise;
+}
+
+/// Ends the actor; calls still waiting for their user are failed as never handled.
+void end_key(self_ptr self, caf::error reason = {}) {
+  auto waiting = std::move(self->state.waiting);
+  for (auto& [id, fail] : waiting)
+    fail(caf::make_error(caf::sec::request_receiver_down));
+  self->quit(std::move(reason));
 }
 
 } // namespace
@@ -89,6 +105,8 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
     if (st.user && msg.source == st.user.address())
       st.user = nullptr;
   });
+  // Stopped by the directory (its shard left this node, or the node stops).
+  self->set_exit_handler([=](caf::exit_msg& msg) { end_key(self, std::move(msg.reason)); });
   return {
       [=](authenticate_atom, const std::string& client_ip) -> caf::result<key_grant> {
         self->state.idle.touch();
@@ -131,7 +149,7 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
       [=](release_atom) {
         // The key's shard moves to another node: its windows go along.
         auto taken = self->state.limiter.snapshot(rate_clock::now(), wall_ms()).to_text();
-        self->quit();
+        end_key(self);
         return taken;
       },
       [=](idle_atom) {
@@ -145,7 +163,7 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
         self->request(st.directory, caf::infinite, passivate_atom_v, st.key.key_hash, kept)
             .await([=](bool ok) {
               if (ok)
-                self->quit();
+                end_key(self);
               else
                 self->delayed_send(self, self->state.idle.limit(), idle_atom_v);
             });

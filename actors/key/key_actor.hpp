@@ -1,6 +1,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
+#include <unordered_map>
 
 #include <caf/all.hpp>
 
@@ -19,6 +22,10 @@ struct key_state {
   caf::actor user;
   caf::actor directory;
   idle_timer idle; ///< Passivates the actor after a quiet spell.
+  /// Calls waiting for the user actor to be found, by id: failed if this actor ends first
+  /// (CAF drops an undelivered promise silently, and its caller would wait forever).
+  std::unordered_map<uint64_t, std::function<void(const caf::error&)>> waiting;
+  uint64_t next_waiting = 0;
 };
 
 /// One per API key: owns the key's policy and rate windows, and admits or rejects each call
