@@ -52,14 +52,24 @@ constexpr int64_t windows_ttl_ms = (24 * 60 + 1) * 60 * 1000;
 
 /// Keeps the windows of an ending key or user actor (`where`: its windows_key or
 /// user_windows_key) for its next activation: in Redis, where any node finds them, or else
-/// in this directory.
-void keep_windows(self_ptr self, const std::string& where, std::string windows) {
+/// in this directory. `stored`, if given, runs once they are (in Redis: once it confirms, or
+/// fails).
+void keep_windows(self_ptr self, const std::string& where, std::string windows,
+                  std::function<void()> stored = {}) {
   auto& st = self->state;
   if (st.redis) {
-    self->send(st.redis, caf::put_atom_v, where, std::move(windows), windows_ttl_ms);
+    if (!stored) {
+      self->send(st.redis, caf::put_atom_v, where, std::move(windows), windows_ttl_ms);
+      return;
+    }
+    self->request(st.redis, std::chrono::seconds(2), caf::put_atom_v, where, std::move(windows),
+                  windows_ttl_ms)
+        .then([=](bool) { stored(); }, [=](caf::error&) { stored(); });
     return;
   }
   st.kept_windows[where] = std::move(windows);
+  if (stored)
+    stored();
   // Entities that never come back would keep their entries forever: now and then, drop
   // those older than the longest window.
   if (++st.kept_since_sweep < 4096 || st.kept_since_sweep < st.kept_windows.size())
@@ -547,13 +557,8 @@ void save_windows_then(self_ptr self, int32_t shard, std::function<void()> then)
   for (auto& [where, handle] : leaving) {
     auto to = where;
     self->request(handle, std::chrono::seconds(2), release_atom_v)
-        .then(
-            [=](const std::string& windows) {
-              self->request(self->state.redis, std::chrono::seconds(2), caf::put_atom_v, to,
-                            windows, windows_ttl_ms)
-                  .then([=](bool) { one_done(); }, [=](caf::error&) { one_done(); });
-            },
-            [=](caf::error&) { one_done(); });
+        .then([=](std::string& windows) { keep_windows(self, to, std::move(windows), one_done); },
+              [=](caf::error&) { one_done(); });
   }
 }
 

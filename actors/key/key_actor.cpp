@@ -78,6 +78,15 @@ schemas::api_error rate_limit_error(const rate_limiter& limiter,
   return err;
 }
 
+std::string windows_now(const rate_limiter& limiter) {
+  return limiter.snapshot(rate_clock::now(), wall_ms()).to_text();
+}
+
+void restore_windows(rate_limiter& limiter, const rate_snapshot& windows) {
+  if (windows.taken_at_ms > 0)
+    limiter.restore(windows, rate_clock::now(), wall_ms());
+}
+
 int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -90,8 +99,7 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
   auto& init = self->state;
   init.policy = key_policy(key);
   init.limiter = rate_limiter(effective_limits(key.limits, defaults));
-  if (windows.taken_at_ms > 0)
-    init.limiter.restore(windows, rate_clock::now(), wall_ms());
+  restore_windows(init.limiter, windows);
   init.key = std::move(key);
   init.user = std::move(user);
   init.directory = std::move(directory);
@@ -148,7 +156,7 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
       },
       [=](release_atom) {
         // The key's shard moves to another node: its windows go along.
-        auto taken = self->state.limiter.snapshot(rate_clock::now(), wall_ms()).to_text();
+        auto taken = windows_now(self->state.limiter);
         end_key(self);
         return taken;
       },
@@ -159,7 +167,7 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
           return;
         }
         // The windows stay with the directory (or Redis) for the key's next activation.
-        auto kept = st.limiter.snapshot(rate_clock::now(), wall_ms()).to_text();
+        auto kept = windows_now(st.limiter);
         self->request(st.directory, caf::infinite, passivate_atom_v, st.key.key_hash, kept)
             .await([=](bool ok) {
               if (ok)

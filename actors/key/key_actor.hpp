@@ -42,6 +42,13 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
 /// Unix milliseconds now (snapshots of rate windows are on the wall clock).
 int64_t wall_ms();
 
+/// Where `limiter`'s windows stand now, as text for the directory or Redis: what a key or
+/// user actor leaves behind when it ends, for its next activation.
+std::string windows_now(const rate_limiter& limiter);
+
+/// Puts `limiter`'s windows where a snapshot left them (if one was taken: taken_at_ms > 0).
+void restore_windows(rate_limiter& limiter, const rate_snapshot& windows);
+
 /// The 429 for a refused rate window, with Retry-After and the window headers.
 schemas::api_error rate_limit_error(const rate_limiter& limiter,
                                     const rate_limiter::decision& decision,

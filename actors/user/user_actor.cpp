@@ -78,8 +78,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
   init.fence = fence;
   init.account = credit_account(user.balance);
   init.limiter = rate_limiter(user.limits);
-  if (windows.taken_at_ms > 0)
-    init.limiter.restore(windows, rate_clock::now(), wall_ms());
+  restore_windows(init.limiter, windows);
   // A request actor that dies with a hold open (it crashed) never settles it: void it here.
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
@@ -255,7 +254,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
       [=](release_atom) {
         // The user's shard moves to another node (its open work has ended): its own windows
         // go along.
-        auto taken = self->state.limiter.snapshot(rate_clock::now(), wall_ms()).to_text();
+        auto taken = windows_now(self->state.limiter);
         self->quit();
         return taken;
       },
@@ -283,7 +282,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         // While the directory decides, this actor takes no work: after a yes, senders see it
         // gone and resolve the user again, which loads the committed state afresh.
         // The user's own windows stay with the directory (or Redis) for its next activation.
-        auto kept = st.limiter.snapshot(rate_clock::now(), wall_ms()).to_text();
+        auto kept = windows_now(st.limiter);
         self->request(st.directory, caf::infinite, passivate_user_atom_v, st.user.id, kept)
             .await([=](bool ok) {
               if (ok)

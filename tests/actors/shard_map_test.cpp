@@ -38,6 +38,15 @@ void settle(storage::cluster_snapshot& s, const std::vector<std::string>& member
   }
 }
 
+/// The shards whose lease `node` holds in `s`, as served (shard -> epoch).
+std::map<int32_t, int64_t> held_by(const storage::cluster_snapshot& s, const std::string& node) {
+  std::map<int32_t, int64_t> serving;
+  for (const auto& lease : s.leases)
+    if (lease.node_id == node)
+      serving[lease.shard] = lease.epoch;
+  return serving;
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(shard_map)
@@ -109,10 +118,7 @@ BOOST_AUTO_TEST_CASE(a_new_member_acquires_its_free_shards) {
 BOOST_AUTO_TEST_CASE(a_join_makes_the_old_owners_hand_over) {
   auto s = snapshot({{"a", "active"}, {"b", "active"}, {"c", "active"}}, "a");
   settle(s, {"a", "b"});
-  std::map<int32_t, int64_t> serving;
-  for (const auto& lease : s.leases)
-    if (lease.node_id == "a")
-      serving[lease.shard] = 1;
+  auto serving = held_by(s, "a");
   auto plan = plan_moves(s, "a", serving);
   BOOST_TEST(plan.acquire.empty()); // nothing is free
   BOOST_TEST(plan.lost.empty());
@@ -126,10 +132,7 @@ BOOST_AUTO_TEST_CASE(a_join_makes_the_old_owners_hand_over) {
 BOOST_AUTO_TEST_CASE(draining_gives_everything_up) {
   auto s = snapshot({{"a", "draining"}, {"b", "active"}}, "a");
   settle(s, {"a", "b"});
-  std::map<int32_t, int64_t> serving;
-  for (const auto& lease : s.leases)
-    if (lease.node_id == "a")
-      serving[lease.shard] = 1;
+  auto serving = held_by(s, "a");
   auto plan = plan_moves(s, "a", serving);
   BOOST_TEST(plan.release.size() == serving.size());
   BOOST_TEST(plan.acquire.empty());

@@ -184,9 +184,11 @@ http_response exact_call(http_client& client, bool stream = false) {
 
 /// Spends 6 of a key's `per_day` calls through node `via`, drains node `drained`, then
 /// expects the day's window to have held through the moves: of 8 more calls, only what was
-/// left of the day is admitted.
+/// left of the day is admitted. The key's owner, `user_id`, was given its credits in one
+/// entry: the ledger then holds that entry and one charge per admitted call.
 void expect_day_window_survives_drain(test_cluster& cluster, std::size_t via,
-                                      const std::string& key, std::size_t drained, int per_day) {
+                                      const std::string& key, const std::string& user_id,
+                                      std::size_t drained, int per_day) {
   http_client client(cluster.node(via).base_url());
   client.bearer(key);
   for (int i = 0; i < 6; ++i)
@@ -204,6 +206,9 @@ void expect_day_window_survives_drain(test_cluster& cluster, std::size_t via,
   }
   BOOST_TEST(admitted == per_day - 6);
   BOOST_TEST(limited == 8 - (per_day - 6));
+  auto sql = cluster.open_db();
+  check_ledger_invariants(*sql, user_id);
+  BOOST_TEST(ledger_of(*sql, user_id).size() == static_cast<std::size_t>(per_day) + 1);
 }
 
 /// What one call got back.
@@ -501,7 +506,7 @@ BOOST_AUTO_TEST_CASE(rate_windows_follow_a_moving_key) {
   auto owner = cluster.owner_of_user(tollgate::schemas::sha256_hex(gus.key));
   auto other = 1 - owner;
   // The key's owner hands its shards over: the key's windows go along through Redis.
-  expect_day_window_survives_drain(cluster, other, gus.key, owner, per_day);
+  expect_day_window_survives_drain(cluster, other, gus.key, gus.id, owner, per_day);
   BOOST_TEST(cluster.owner_of_user(tollgate::schemas::sha256_hex(gus.key)) == other);
 }
 
@@ -522,12 +527,9 @@ BOOST_AUTO_TEST_CASE(rate_windows_survive_a_move_of_the_keys_user) {
   BOOST_TEST_REQUIRE(key_owner != user_owner);
   // The user's node hands its shards over; the key's actor stays where it is, and so do its
   // windows.
-  expect_day_window_survives_drain(cluster, key_owner, key, user_owner, per_day);
+  expect_day_window_survives_drain(cluster, key_owner, key, hal.id, user_owner, per_day);
   BOOST_TEST(cluster.owner_of_user(hal.id) != user_owner);
   BOOST_TEST(cluster.owner_of_user(tollgate::schemas::sha256_hex(key)) == key_owner);
-  auto sql = cluster.open_db();
-  check_ledger_invariants(*sql, hal.id);
-  BOOST_TEST(ledger_of(*sql, hal.id).size() == static_cast<std::size_t>(per_day) + 1);
 }
 
 BOOST_AUTO_TEST_CASE(a_users_own_windows_follow_it) {
@@ -540,7 +542,7 @@ BOOST_AUTO_TEST_CASE(a_users_own_windows_follow_it) {
   BOOST_TEST_REQUIRE(patched.status == 200, patched.body);
   auto owner = cluster.owner_of_user(ivy.id);
   // The user's owner hands its shards over: the user's own windows go along through Redis.
-  expect_day_window_survives_drain(cluster, 1 - owner, ivy.key, owner, per_day);
+  expect_day_window_survives_drain(cluster, 1 - owner, ivy.key, ivy.id, owner, per_day);
   BOOST_TEST(cluster.owner_of_user(ivy.id) == 1 - owner);
 }
 

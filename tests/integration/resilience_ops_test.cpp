@@ -246,6 +246,9 @@ void check_day_window_survives_passivation(const json& user_limits, const json& 
   BOOST_TEST(call() == 200); // the third of the day
   BOOST_TEST(call() == 429);
   BOOST_TEST(scrape_metrics(gw).sum("tollgate_actors", {{"kind", "key"}}) == 1);
+  auto sql = gw.open_db();
+  check_ledger_invariants(*sql, bea.id);
+  BOOST_TEST(ledger_of(*sql, bea.id).size() == 4u); // the opening credit and 3 charges
 }
 
 BOOST_AUTO_TEST_CASE(a_passivated_key_keeps_its_day_window) {
