@@ -143,16 +143,19 @@ struct admission_request {
   }
 };
 
-/// A key's yes: who owns it and the state of its rate windows.
+/// A key's yes: who owns it and the state of its rate windows. Only what a call needs of
+/// the key travels (it lives as long as the call, streams included).
 struct admission {
-  schemas::key_record key;
-  caf::actor key_actor; ///< Where the call reports the tokens it really used.
+  std::string key_id;
+  std::string user_id;
+  std::string environment; ///< "live" or "test": test keys route to the echo provider.
+  caf::actor key_actor;    ///< Where the call reports the tokens it really used.
   caf::actor user;
   rate_headers headers;
 
   template <class Inspector>
   friend auto inspect(Inspector& f, admission& x) {
-    return f(x.key, x.key_actor, x.user, x.headers);
+    return f(x.key_id, x.user_id, x.environment, x.key_actor, x.user, x.headers);
   }
 };
 

@@ -82,9 +82,13 @@ schemas::api_error upstream_error(const transfer_result& r) {
 }
 
 /// The body sent upstream: the caller's, with the deployment's model, the capped max_tokens
-/// and, for streams, usage reporting switched on.
-std::string upstream_body(const proxy_call& call, const route_plan& route, const hold_grant& hold) {
-  auto body = call.body;
+/// and, for streams, usage reporting switched on. The first attempt takes the parsed body;
+/// a later one parses the request's text again.
+std::string upstream_body(context& ctx, const route_plan& route, const hold_grant& hold) {
+  const auto& call = ctx.call;
+  auto body = !ctx.call.body.is_null() || !call.reparse ? std::move(ctx.call.body)
+                                                         : call.reparse(ctx.req->body());
+  ctx.call.body = nullptr;
   body["model"] = route.upstream_model;
   if (hold.capped) {
     for (const char* field : {"max_tokens", "max_completion_tokens"})
@@ -174,7 +178,7 @@ void record_call(const proxy_request_state& st, const ctx_ptr& ctx, const std::s
   if (spdlog::should_log(spdlog::level::info))
     spdlog::info(json{{"msg", "call"},
                       {"request_id", ctx->call.request_id},
-                      {"key_id", st.admitted.key.id},
+                      {"key_id", st.admitted.key_id},
                       {"model", model},
                       {"deployment", st.route.deployment},
                       {"status", status},
@@ -224,7 +228,7 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
     prompt = completion = 0;
   storage::usage_record usage;
   usage.request_id = call.request_id;
-  usage.key_id = st.admitted.key.id;
+  usage.key_id = st.admitted.key_id;
   usage.model = call.model;
   usage.deployment = st.route.deployment;
   usage.prompt_tokens = prompt;
@@ -261,7 +265,7 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
   // the charge goes to the user's current actor, wherever it lives now.
   auto settle_late = [=]() mutable {
     self->state.on_user_down = nullptr;
-    auto user_id = self->state.admitted.key.user_id;
+    auto user_id = self->state.admitted.user_id;
     self->request(ctx->actors.directory, actor_timeout, resolve_user_atom_v, user_id)
         .then(
             [=](caf::actor& user) mutable {
@@ -539,7 +543,7 @@ void call_upstream(self_ptr self, const ctx_ptr& ctx) {
   gateway_metrics::global().in_flight.at().add(1);
   upstream_call uc{ctx->call.request_id,
                    ctx->call.path,
-                   upstream_body(ctx->call, st.route, st.hold),
+                   upstream_body(*ctx, st.route, st.hold),
                    ctx->call.stream,
                    st.attempt,
                    caf::actor_cast<caf::actor>(self),
@@ -574,7 +578,7 @@ void call_upstream(self_ptr self, const ctx_ptr& ctx) {
 /// Asks the router for a deployment for the next attempt.
 void route_attempt(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
-  route_request rr{ctx->call.model, st.admitted.key.environment, ctx->call.fallback_models,
+  route_request rr{ctx->call.model, st.admitted.environment, ctx->call.fallback_models,
                    st.tried, st.attempt > 0};
   self->request(ctx->actors.router, caf::infinite, route_atom_v, std::move(rr))
       .then(
@@ -653,7 +657,7 @@ void route_model(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
   st.step = phase::routing;
   route_request rr{
-      ctx->call.model, st.admitted.key.environment, ctx->call.fallback_models, {}, false};
+      ctx->call.model, st.admitted.environment, ctx->call.fallback_models, {}, false};
   self->request(ctx->actors.router, caf::infinite, route_atom_v, std::move(rr))
       .then(
           [=](route_plan& plan) {

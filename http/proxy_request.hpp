@@ -27,7 +27,10 @@ struct proxy_call {
   std::string key_hash;
   std::string client_ip;
   std::string path; ///< Upstream path: "chat/completions" or "embeddings".
+  /// The caller's body, parsed: used up by the first attempt (the tree is several times the
+  /// size of the text, and a stream may last minutes); a retry parses the request again.
   nlohmann::json body;
+  nlohmann::json (*reparse)(std::string_view text) = nullptr;
   std::string model;
   bool stream = false;
   bool include_usage = false; ///< The caller asked for the usage chunk.

@@ -309,6 +309,10 @@ std::vector<route> routes() {
          pc.max_tokens_field = chat->max_tokens_field;
          pc.choices = chat->choices;
          pc.fallback_models = std::move(chat->fallback_models);
+         pc.reparse = [](std::string_view text) {
+           auto again = schemas::parse_chat_request(text);
+           return again ? std::move(again->body) : nlohmann::json();
+         };
          return to_proxy(ctx, c, std::move(pc));
        }},
       {http_method_post(), "/v1/embeddings", auth::consumer,
@@ -316,9 +320,13 @@ std::vector<route> routes() {
          auto emb = schemas::parse_embeddings_request(c.req->body());
          if (!emb)
            return reject(c, emb.error());
-         return to_proxy(
-             ctx, c,
-             proxy_call_of(c, "embeddings", std::move(emb->body), emb->model, emb->input_tokens));
+         auto pc =
+             proxy_call_of(c, "embeddings", std::move(emb->body), emb->model, emb->input_tokens);
+         pc.reparse = [](std::string_view text) {
+           auto again = schemas::parse_embeddings_request(text);
+           return again ? std::move(again->body) : nlohmann::json();
+         };
+         return to_proxy(ctx, c, std::move(pc));
        }},
       {http_method_post(), "/admin/users", auth::admin,
        [](const ctx_ptr& ctx, const call& c) {

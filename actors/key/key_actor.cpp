@@ -143,7 +143,11 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
                   return make_api_failure(rate_limit_error(st.limiter, decision, now));
                 }
               }
-              return admission{st.key, caf::actor_cast<caf::actor>(self), owner,
+              return admission{st.key.id,
+                               st.key.user_id,
+                               st.key.environment,
+                               caf::actor_cast<caf::actor>(self),
+                               owner,
                                st.limiter.headers(now)};
             });
       },

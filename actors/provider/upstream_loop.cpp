@@ -146,9 +146,9 @@ void upstream_loop::apply(command& cmd) {
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   // curl's receive buffer (16 KB by default) is most of what a transfer costs in memory,
-  // and thousands of streams are open at once; stream events and whole answers of a chat
-  // call are a few hundred bytes to a few KB.
-  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 2048L);
+  // and thousands of streams are open at once: a stream's events are a few hundred bytes
+  // each (1 KB is curl's least), a whole answer of a chat call a few KB.
+  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, t->spec.stream ? 1024L : 2048L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
@@ -158,6 +158,9 @@ void upstream_loop::apply(command& cmd) {
   // Loopback never goes through a proxy; other hosts follow the environment's proxy settings.
   curl_easy_setopt(e, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
   curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
+  // curl keeps its own copies of these (the body, which it does not copy, stays).
+  std::vector<std::string>().swap(t->spec.headers);
+  std::string().swap(t->spec.url);
   curl_multi_add_handle(multi_, e);
   t->started = clock::now();
   t->loop = this;
