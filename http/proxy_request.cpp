@@ -87,7 +87,7 @@ schemas::api_error upstream_error(const transfer_result& r) {
 std::string upstream_body(context& ctx, const route_plan& route, const hold_grant& hold) {
   const auto& call = ctx.call;
   auto body = !ctx.call.body.is_null() || !call.reparse ? std::move(ctx.call.body)
-                                                         : call.reparse(ctx.req->body());
+                                                        : call.reparse(ctx.req->body());
   ctx.call.body = nullptr;
   body["model"] = route.upstream_model;
   if (hold.capped) {
@@ -578,8 +578,8 @@ void call_upstream(self_ptr self, const ctx_ptr& ctx) {
 /// Asks the router for a deployment for the next attempt.
 void route_attempt(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
-  route_request rr{ctx->call.model, st.admitted.environment, ctx->call.fallback_models,
-                   st.tried, st.attempt > 0};
+  route_request rr{ctx->call.model, st.admitted.environment, ctx->call.fallback_models, st.tried,
+                   st.attempt > 0};
   self->request(ctx->actors.router, caf::infinite, route_atom_v, std::move(rr))
       .then(
           [=](route_plan& plan) {
@@ -656,8 +656,7 @@ void hold_credits(self_ptr self, const ctx_ptr& ctx) {
 void route_model(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
   st.step = phase::routing;
-  route_request rr{
-      ctx->call.model, st.admitted.environment, ctx->call.fallback_models, {}, false};
+  route_request rr{ctx->call.model, st.admitted.environment, ctx->call.fallback_models, {}, false};
   self->request(ctx->actors.router, caf::infinite, route_atom_v, std::move(rr))
       .then(
           [=](route_plan& plan) {

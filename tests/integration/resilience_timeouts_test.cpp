@@ -141,6 +141,17 @@ BOOST_AUTO_TEST_CASE(first_token_header_overrides_deployment) {
   BOOST_TEST(attempts_of(*sql, response.header("x-request-id"))->log ==
              "mock-a/mock-1:error,mock-b/mock-1:ok");
   BOOST_TEST(mock_saw_cancel(a, 1), a.stats());
+  // The second attempt sends the caller's body again, prepared as the first was (the first
+  // attempt used up the parsed body: the retry parses the request anew).
+  auto sent_a = a.requests();
+  auto sent_b = b.requests();
+  BOOST_TEST_REQUIRE(sent_a.size() == 1u);
+  BOOST_TEST_REQUIRE(sent_b.size() == 1u);
+  BOOST_TEST(sent_b[0]["body"] == sent_a[0]["body"],
+             sent_a[0]["body"] << " / " << sent_b[0]["body"]);
+  BOOST_TEST(sent_b[0]["body"]["model"] == "mock-1");
+  BOOST_TEST(sent_b[0]["body"]["messages"][0]["content"] == "hello");
+  BOOST_TEST(sent_b[0]["body"]["stream_options"]["include_usage"] == true);
 }
 
 // x-tollgate-timeout-ms bounds the whole call: a stream still running then ends with an
