@@ -43,8 +43,10 @@ void server::start() {
                       .write_http_response_timelimit(timeout)
                       .read_next_http_message_timelimit(std::chrono::seconds(120))
                       // Thousands of connections stay open through long streams: each keeps
-                      // a read buffer and a slot per pipelined request.
-                      .buffer_size(2048)
+                      // a read buffer and a slot per pipelined request. 1 KB (nginx's
+                      // default header buffer) holds a typical call's headers; longer bodies
+                      // are read in more pieces.
+                      .buffer_size(1024)
                       .max_pipelined_requests(2)
                       .incoming_http_msg_limits(
                           restinio::incoming_http_msg_limits_t{}.max_body_size(transport_limit));
