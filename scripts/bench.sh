@@ -499,13 +499,15 @@ log "4/5 capacity: $capacity concurrent streams, mock holds each ${capacity_ttft
 mock_settings "{\"latency_ms\":0,\"ttft_ms\":$capacity_ttft_ms,\"chunks\":$stream_chunks,\"interval_ms\":$stream_interval_ms}"
 capacity_arms=()
 for arm in "${arms[@]}"; do [[ $arm == portkey ]] || capacity_arms+=("$arm"); done
-declare -A rss_before=() rss_peak=()
+# Rounds like the other arms (peak RSS varies by about ±10 MB from run to run here): the
+# table shows the round with the median peak; every round's errors count.
+declare -A rss_peak=() rss_rounds=() cap_errors_total=()
+for ((round = 1; round <= rounds; round++)); do
 for arm in "${capacity_arms[@]}"; do
-  f="$work/results/capacity.$arm"
-  samples="$work/results/capacity.$arm.samples"
+  f="$work/results/capacity.$arm.$round"
+  samples="$work/results/capacity.$arm.$round.samples"
   name=$arm
   [[ $arm == direct ]] && name=mock
-  rss_before[$arm]=$(status_kb "$name" VmRSS)
   reset_hwm "$name"
   sample_loop "$name" "$samples" &
   pid_of[sampler]=$!
@@ -518,10 +520,22 @@ for arm in "${capacity_arms[@]}"; do
   ((sampled_peak > ${rss_peak[$arm]:-0})) && rss_peak[$arm]=$sampled_peak
   upstream_peak=$(awk 'BEGIN { m = 0 } $3 > m { m = $3 } END { print m }' "$samples" 2>/dev/null || echo 0)
   echo "upstream_peak_in_flight=$upstream_peak" >>"$f"
+  echo "peak_rss_kb=${rss_peak[$arm]}" >>"$f"
   record_errors capacity "$arm" "$f" errors
-  log "  $arm: $(val "$f" ok) ok, $(val "$f" errors) errors, peak in flight $(val "$f" peak_in_flight) (at the mock $upstream_peak), $name peak RSS $((rss_peak[$arm] / 1024)) MB"
+  rss_rounds[$arm]+="${rss_peak[$arm]} $f"$'\n'
+  round_errors=$(val "$f" errors)
+  cap_errors_total[$arm]=$((${cap_errors_total[$arm]:-0} + ${round_errors:-0}))
+  log "  round $round $arm: $(val "$f" ok) ok, $(val "$f" errors) errors, peak in flight $(val "$f" peak_in_flight) (at the mock $upstream_peak), $name peak RSS $((rss_peak[$arm] / 1024)) MB"
   check_alive
   sleep 1
+done
+done
+for arm in "${capacity_arms[@]}"; do
+  # The median round (by peak RSS) stands for the arm, with the errors of all rounds.
+  middle=$(printf '%s' "${rss_rounds[$arm]}" | sort -n | awk -v n="$rounds" 'NR == int((n + 1) / 2)')
+  rss_peak[$arm]=${middle%% *}
+  { grep -v '^errors=' "${middle#* }"; echo "errors=${cap_errors_total[$arm]}"; } \
+    >"$work/results/capacity.$arm"
 done
 mock_settings '{"latency_ms":0,"ttft_ms":0,"chunks":4,"interval_ms":0}'
 
@@ -799,7 +813,7 @@ table=$(
   row "last chunk → [DONE] p50, µs" "" tail50 auto
   row "last chunk → [DONE] p99, µs" "" tail99 auto
   row "errors" "0" st_err
-  echo "| **4. capacity** ($(fmt "$capacity") concurrent streams, mock holds each $capacity_ttft_ms ms) |$(printf ' |%.0s' "${arms[@]}") |"
+  echo "| **4. capacity** ($(fmt "$capacity") concurrent streams, mock holds each $capacity_ttft_ms ms; the median of $rounds round(s) by peak RSS) |$(printf ' |%.0s' "${arms[@]}") |"
   row "completed" "$(fmt "$capacity")" cap_ok
   row "peak in flight (client)" "" cap_peak
   row "peak in flight (at the mock)" "" cap_up
@@ -951,7 +965,7 @@ EOF
 | test | arm | round | values |
 |---|---|---:|---|
 EOF
-  for t in wrk rate stream; do
+  for t in wrk rate stream capacity; do
     for arm in "${arms[@]}"; do
       for ((r = 1; r <= rounds; r++)); do
         f="$work/results/$t.$arm.$r"
@@ -960,6 +974,7 @@ EOF
           wrk) v="$(val "$f" rps) req/s, p50 $(val "$f" p50_us) µs, p99 $(val "$f" p99_us) µs, errors $(val "$f" errors)" ;;
           rate) v="p50 $(val "$f" latency_p50_us) µs, p99 $(val "$f" latency_p99_us) µs, p99.9 $(val "$f" latency_p999_us) µs, connections peak $(val "$f" peak_in_flight) in flight, errors $(val "$f" errors)" ;;
           stream) v="TTFT p50 $(val "$f" ttft_p50_us) µs / p99 $(val "$f" ttft_p99_us) µs, gap p50 $(val "$f" gap_p50_us) µs / p99 $(val "$f" gap_p99_us) µs, [DONE] tail p50 $(val "$f" tail_p50_us) µs, errors $(val "$f" errors)" ;;
+          capacity) v="peak RSS $(awk -v k="$(val "$f" peak_rss_kb)" 'BEGIN { printf "%.1f", k / 1024 }') MB, $(val "$f" ok) ok, errors $(val "$f" errors)" ;;
         esac
         echo "| $t | $arm | $r | $v |"
       done
@@ -999,6 +1014,9 @@ order rotated each round; tables show the median over rounds.
    memory is VmHWM from /proc (reset through /proc/PID/clear_refs before the arm) or the
    highest VmRSS sampled every 0.1 s, whichever is larger; "at the mock" is the highest
    \`in_flight\` of \`GET /mock/stats\` in the same samples. ulimit -n $files_limit.
+   The arm runs $rounds round(s) on the same processes (the peak of one run varies by about
+   ±10 MB here); the table shows the round with the median peak, and the errors of all
+   rounds.
    ${capacity_note:+**In this run the arm was $capacity_note.**}
 5. **State**: $(fmt "$keys") users (with accounts) and keys are inserted straight into a
    migrated SQLite database (\`tollgate_loadgen keys-db\`: key = \`tg-live-\` + 48 hex,
