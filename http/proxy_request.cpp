@@ -85,10 +85,10 @@ schemas::api_error upstream_error(const transfer_result& r) {
 /// and, for streams, usage reporting switched on. The first attempt takes the parsed body;
 /// a later one parses the request's text again.
 std::string upstream_body(context& ctx, const route_plan& route, const hold_grant& hold) {
-  const auto& call = ctx.call;
-  auto body = !ctx.call.body.is_null() || !call.reparse ? std::move(ctx.call.body)
-                                                        : call.reparse(ctx.req->body());
-  ctx.call.body = nullptr;
+  auto& call = ctx.call;
+  auto body =
+      call.body.is_null() && call.reparse ? call.reparse(ctx.req->body()) : std::move(call.body);
+  call.body = nullptr;
   body["model"] = route.upstream_model;
   if (hold.capped) {
     for (const char* field : {"max_tokens", "max_completion_tokens"})
