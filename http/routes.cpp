@@ -178,6 +178,13 @@ status to_account(const ctx_ptr& ctx, const call& c, account_view view) {
   return restinio::request_accepted();
 }
 
+/// The request body as `Parse` prepares it, parsed again for a retry (it passed once).
+template <auto Parse>
+nlohmann::json parsed_again(std::string_view text) {
+  auto again = Parse(text);
+  return again ? std::move(again->body) : nlohmann::json();
+}
+
 proxy_call proxy_call_of(const call& c, std::string path, nlohmann::json body, std::string model,
                          int64_t prompt_tokens) {
   auto who = consumer_of(c);
@@ -309,10 +316,7 @@ std::vector<route> routes() {
          pc.max_tokens_field = chat->max_tokens_field;
          pc.choices = chat->choices;
          pc.fallback_models = std::move(chat->fallback_models);
-         pc.reparse = [](std::string_view text) {
-           auto again = schemas::parse_chat_request(text);
-           return again ? std::move(again->body) : nlohmann::json();
-         };
+         pc.reparse = &parsed_again<schemas::parse_chat_request>;
          return to_proxy(ctx, c, std::move(pc));
        }},
       {http_method_post(), "/v1/embeddings", auth::consumer,
@@ -322,10 +326,7 @@ std::vector<route> routes() {
            return reject(c, emb.error());
          auto pc =
              proxy_call_of(c, "embeddings", std::move(emb->body), emb->model, emb->input_tokens);
-         pc.reparse = [](std::string_view text) {
-           auto again = schemas::parse_embeddings_request(text);
-           return again ? std::move(again->body) : nlohmann::json();
-         };
+         pc.reparse = &parsed_again<schemas::parse_embeddings_request>;
          return to_proxy(ctx, c, std::move(pc));
        }},
       {http_method_post(), "/admin/users", auth::admin,
