@@ -476,9 +476,12 @@ gateway_config read_config(const json& root) {
       config.http.request_timeout = read_seconds(*timeout, "http.request_timeout_seconds");
   }
   if (const auto* actors = member(root, "actors")) {
-    check_keys(*actors, "actors", {"idle_seconds"});
+    check_keys(*actors, "actors", {"idle_seconds", "workers"});
     if (const auto* idle = member(*actors, "idle_seconds"))
       config.actors.idle = read_seconds(*idle, "actors.idle_seconds");
+    if (const auto* workers = member(*actors, "workers"))
+      config.actors.workers =
+          static_cast<unsigned>(read_integer(*workers, "actors.workers", 1, 256));
   }
   if (const auto* cluster = member(root, "cluster")) {
     auto& c = config.cluster;

@@ -100,6 +100,9 @@ struct routing_config {
 struct actors_config {
   /// Idle user and key actors are passivated after this long.
   std::chrono::seconds idle{300};
+  /// Scheduler threads that run the actors; 0: one per core. Actors never block, so more
+  /// threads than cores only add thread switches.
+  unsigned workers = 0;
 };
 
 /// A cluster of nodes sharing one PostgreSQL (see docs and DESIGN "Cluster").

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
+#include <caf/scheduler/coordinator.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/admin/admin_actor.hpp"
@@ -23,6 +25,7 @@
 #include "actors/messages.hpp"
 #include "actors/provider/provider_supervisor.hpp"
 #include "actors/router/router_actor.hpp"
+#include "actors/scheduling/local_first_policy.hpp"
 #include "actors/storage/db_worker.hpp"
 #include "actors/storage/redis_worker.hpp"
 #include "http/json_log.hpp"
@@ -38,12 +41,15 @@ namespace {
 /// The actor system's settings: our message types, and a scheduler sized to the machine.
 class system_config : public caf::actor_system_config {
 public:
-  explicit system_config(const config::cluster_config& cluster) {
+  system_config(const config::actors_config& actors, const config::cluster_config& cluster) {
     add_message_types<caf::id_block::tollgate>();
     set("logger.verbosity", caf::atom("quiet"));
-    // Work stealing parks idle workers in sleeps of up to 10 ms, which shows up as
-    // milliseconds of added latency; the sharing scheduler wakes a worker at once.
-    set("scheduler.policy", caf::atom("sharing"));
+    // A call is a chain of short actor hops: each runs on the worker that sent it (see
+    // local_first_policy).
+    load<caf::scheduler::coordinator<local_first_policy>>();
+    // CAF starts at least 4 workers; more workers than cores only add thread switches.
+    auto workers = actors.workers != 0 ? actors.workers : std::thread::hardware_concurrency();
+    set("scheduler.max-threads", static_cast<std::size_t>(std::max(workers, 1u)));
     if (!cluster.enabled())
       return;
     load<caf::io::middleman>();
@@ -177,7 +183,7 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
     return 1;
   }
 
-  system_config sys_cfg(cluster);
+  system_config sys_cfg(cfg.actors, cluster);
   caf::actor_system sys{sys_cfg};
   std::size_t readers = db->is_sqlite() ? 2 : 4;
   db_pool pool(sys, db, readers);

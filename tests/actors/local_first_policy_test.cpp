@@ -1,0 +1,167 @@
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <caf/scheduler/coordinator.hpp>
+
+#include "actors/scheduling/local_first_policy.hpp"
+
+// The gateway's scheduling policy in a real actor system with 2 workers: where hops run,
+// and that no job is left behind a busy worker.
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct two_workers : caf::actor_system_config {
+  two_workers() {
+    load<caf::scheduler::coordinator<tollgate::local_first_policy>>();
+    set("scheduler.max-threads", std::size_t{2});
+    set("logger.verbosity", caf::atom("quiet"));
+  }
+};
+
+/// The threads the hops of one chain ran on.
+struct thread_log {
+  std::mutex lock;
+  std::vector<std::thread::id> threads;
+
+  void record() {
+    std::lock_guard<std::mutex> guard(lock);
+    threads.push_back(std::this_thread::get_id());
+  }
+  std::size_t distinct() {
+    std::lock_guard<std::mutex> guard(lock);
+    return std::set<std::thread::id>(threads.begin(), threads.end()).size();
+  }
+};
+
+/// One hop: records its thread and passes the number on.
+caf::behavior hop(caf::event_based_actor* self, caf::actor next, std::shared_ptr<thread_log> log) {
+  return {[=](int n) {
+    log->record();
+    self->send(next, n + 1);
+  }};
+}
+
+/// Holds the thread until `flag` is set (at most 10 s); whether it was.
+bool spin_until(const std::atomic<bool>& flag) {
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (!flag.load() && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  return flag.load();
+}
+
+caf::behavior spinner(caf::event_based_actor*, std::shared_ptr<std::atomic<bool>> flag) {
+  return {[=](int) { return spin_until(*flag); }};
+}
+
+caf::behavior setter(caf::event_based_actor*, std::shared_ptr<std::atomic<bool>> flag) {
+  return {[=](int) { flag->store(true); }};
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(local_first_scheduling)
+
+BOOST_AUTO_TEST_CASE(a_chain_of_hops_stays_on_the_worker_that_sent_it) {
+  two_workers cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  // The work-sharing policy hands nearly every hop to the other worker; here a chain moves
+  // only if the idle worker happens to wake up and steal, which is rare.
+  int whole_chains = 0;
+  for (int round = 0; round < 20; ++round) {
+    auto log = std::make_shared<thread_log>();
+    caf::actor next = caf::actor_cast<caf::actor>(self);
+    for (int i = 0; i < 8; ++i)
+      next = sys.spawn(hop, next, log);
+    self->send(next, 0);
+    int hops = -1;
+    self->receive([&](int n) { hops = n; }, caf::after(10s) >> [] {});
+    BOOST_TEST_REQUIRE(hops == 8);
+    if (log->distinct() == 1)
+      ++whole_chains;
+  }
+  BOOST_TEST(whole_chains >= 15, whole_chains << " of 20 chains ran on one thread");
+}
+
+BOOST_AUTO_TEST_CASE(work_from_outside_runs_while_a_worker_is_busy) {
+  two_workers cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto flag = std::make_shared<std::atomic<bool>>(false);
+  auto busy = sys.spawn(spinner, flag);
+  auto set = sys.spawn(setter, flag);
+  auto answer = self->request(busy, caf::infinite, 1);
+  // The spinner holds one worker; the setter must run on the other.
+  std::this_thread::sleep_for(50ms);
+  self->send(set, 1);
+  bool seen = false;
+  answer.receive([&](bool x) { seen = x; }, [&](caf::error&) {});
+  BOOST_TEST(seen);
+}
+
+BOOST_AUTO_TEST_CASE(a_busy_workers_own_queue_is_stolen) {
+  two_workers cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto flag = std::make_shared<std::atomic<bool>>(false);
+  auto set = sys.spawn(setter, flag);
+  // The message to the setter goes to the busy worker's own queue: the idle worker must
+  // take it from there.
+  auto busy = sys.spawn([=](caf::event_based_actor* me) -> caf::behavior {
+    return {[=](int n) {
+      me->send(set, n);
+      return spin_until(*flag);
+    }};
+  });
+  bool seen = false;
+  self->request(busy, caf::infinite, 1).receive([&](bool x) { seen = x; }, [&](caf::error&) {});
+  BOOST_TEST(seen);
+}
+
+BOOST_AUTO_TEST_CASE(every_message_from_many_threads_arrives) {
+  constexpr int senders = 4;
+  constexpr int per_sender = 20'000;
+  auto received = std::make_shared<std::atomic<int>>(0);
+  {
+    two_workers cfg;
+    caf::actor_system sys{cfg};
+    std::vector<caf::actor> counters;
+    for (int i = 0; i < 8; ++i)
+      counters.push_back(sys.spawn([=](caf::event_based_actor* me) -> caf::behavior {
+        return {[=](int n) {
+          // Every other message takes a local hop before it is counted.
+          if (n % 2 == 0)
+            me->send(caf::actor_cast<caf::actor>(me), n + 1);
+          else
+            ++*received;
+        }};
+      }));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < senders; ++t)
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < per_sender; ++i)
+          caf::anon_send(counters[static_cast<std::size_t>(i + t) % counters.size()], i);
+      });
+    for (auto& t : threads)
+      t.join();
+    auto until = std::chrono::steady_clock::now() + 30s;
+    while (received->load() < senders * per_sender && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(1ms);
+    counters.clear();
+    // Leaving the scope waits for every actor and stops the workers.
+  }
+  BOOST_TEST(received->load() == senders * per_sender);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
