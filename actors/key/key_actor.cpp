@@ -32,12 +32,12 @@ caf::result<T> with_user(self_ptr self, bool stale, Fn answer) {
   // Answered below, or, if this actor ends first, failed as CAF fails a request it never
   // handled: the caller then asks the directory again.
   auto id = ++st.next_waiting;
-  st.waiting.emplace(id, [promise](const caf::error& err) mutable { promise.deliver(err); });
+  st.waiting.emplace_back(id, [promise](const caf::error& err) mutable { promise.deliver(err); });
   self->request(st.directory, resolve_timeout, resolve_user_atom_v, st.key.user_id)
       .then(
           [=](caf::actor& user) mutable {
             auto& now = self->state;
-            now.waiting.erase(id);
+            now.stop_waiting(id);
             if (user != now.user) {
               if (now.user)
                 self->demonitor(now.user);
@@ -51,7 +51,7 @@ caf::result<T> with_user(self_ptr self, bool stale, Fn answer) {
               promise.deliver(answered.error());
           },
           [=](caf::error& err) mutable {
-            self->state.waiting.erase(id);
+            self->state.stop_waiting(id);
             promise.deliver(err);
           });
   return promise;

@@ -3,7 +3,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include <caf/all.hpp>
 
@@ -23,9 +24,14 @@ struct key_state {
   caf::actor directory;
   idle_timer idle; ///< Passivates the actor after a quiet spell.
   /// Calls waiting for the user actor to be found, by id: failed if this actor ends first
-  /// (CAF drops an undelivered promise silently, and its caller would wait forever).
-  std::unordered_map<uint64_t, std::function<void(const caf::error&)>> waiting;
+  /// (CAF drops an undelivered promise silently, and its caller would wait forever). Rarely
+  /// more than one, so a vector: it keeps the actor in a smaller allocation size class.
+  std::vector<std::pair<uint64_t, std::function<void(const caf::error&)>>> waiting;
   uint64_t next_waiting = 0;
+
+  void stop_waiting(uint64_t id) {
+    std::erase_if(waiting, [id](const auto& w) { return w.first == id; });
+  }
 };
 
 /// One per API key: owns the key's policy and rate windows, and admits or rejects each call

@@ -38,7 +38,7 @@ void post_durably(self_ptr self, storage::ledger_post post, int attempts,
               spdlog::warn("ledger commit failed for {}, retrying: {}", post.change.request_id,
                            result.error);
               auto id = post.change.request_id;
-              self->state.retries[id] = {std::move(post), attempts - 1, std::move(done)};
+              self->state.busy().retries[id] = {std::move(post), attempts - 1, std::move(done)};
               self->delayed_send(self, ledger_retry_delay, restart_atom_v, id);
               return;
             }
@@ -82,11 +82,14 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
   // A request actor that dies with a hold open (it crashed) never settles it: void it here.
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
-    for (auto it = st.hold_owners.begin(); it != st.hold_owners.end();) {
+    if (!st.work)
+      return;
+    auto& owners = st.work->hold_owners;
+    for (auto it = owners.begin(); it != owners.end();) {
       if (it->second.holder == msg.source) {
         spdlog::warn("voiding hold {}: its request ended without settling", it->first);
         st.account.void_hold(it->first);
-        it = st.hold_owners.erase(it);
+        it = owners.erase(it);
       } else {
         ++it;
       }
@@ -115,7 +118,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         return caf::unit;
       },
       [=](restart_atom, const std::string& request_id) {
-        auto node = self->state.retries.extract(request_id);
+        auto node = self->state.busy().retries.extract(request_id);
         if (!node.empty()) {
           auto& r = node.mapped();
           post_durably(self, std::move(r.post), r.attempts_left, std::move(r.done));
@@ -149,13 +152,14 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         auto holder = caf::actor_cast<caf::actor>(self->current_sender());
         if (holder)
           self->monitor(holder);
-        st.hold_owners[req.hold_id] = {holder ? holder.address() : caf::actor_addr{}, tokens};
+        st.busy().hold_owners[req.hold_id] = {holder ? holder.address() : caf::actor_addr{},
+                                              tokens};
         return hold_grant{plan->amount, plan->max_tokens, plan->capped};
       },
       [=](settle_atom, settlement& s) -> caf::result<storage::ledger_result> {
         auto& st = self->state;
         st.idle.touch();
-        auto owner = st.hold_owners.extract(s.hold_id);
+        auto owner = st.busy().hold_owners.extract(s.hold_id);
         if (owner.empty())
           return make_api_failure(
               schemas::conflict("no open hold for request " + s.hold_id, "hold_not_open"));
@@ -201,7 +205,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         auto& st = self->state;
         st.idle.touch();
         auto promise = self->make_response_promise();
-        auto [waiting, first] = st.credits_in_flight.try_emplace(order.request_id);
+        auto [waiting, first] = st.busy().credits_in_flight.try_emplace(order.request_id);
         waiting->second.push_back(promise);
         if (!first)
           return promise;
@@ -232,7 +236,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
                                       result.status == storage::apply_status::committed);
           if (result.status == storage::apply_status::insufficient)
             result.error = "available balance is " + std::to_string(now.account.available());
-          auto node = now.credits_in_flight.extract(order.request_id);
+          auto node = now.busy().credits_in_flight.extract(order.request_id);
           // The first asker gets the outcome; those that asked meanwhile replayed it.
           bool first_asker = true;
           for (auto& p : node.mapped()) {
@@ -262,20 +266,20 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         // Asked while the node hands the user's shard over: what still has to end here.
         auto& st = self->state;
         st.closing = true;
-        return static_cast<int64_t>(st.hold_owners.size() + st.credits_in_flight.size() +
-                                    st.retries.size() + (st.account.idle() ? 0 : 1));
+        return static_cast<int64_t>(st.open_count() + (st.account.idle() ? 0 : 1));
       },
       [=](idle_atom) {
         auto& st = self->state;
         auto again = [=](idle_timer::clock::duration wait) {
           self->delayed_send(self, wait, idle_atom_v);
         };
+        if (st.work && st.open_count() == 0)
+          st.work.reset();
         if (auto wait = st.idle.next_tick()) {
           again(*wait);
           return;
         }
-        if (!st.account.idle() || !st.credits_in_flight.empty() || !st.hold_owners.empty() ||
-            !st.retries.empty()) {
+        if (!st.account.idle() || st.open_count() > 0) {
           again(st.idle.limit());
           return;
         }

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -27,26 +28,41 @@ struct user_state {
   shard_fence fence;
   /// The shard is being handed to another node: no new holds; open ones finish here.
   bool closing = false;
-  /// Credits sent to the ledger, by request id: replays arriving meanwhile wait here.
-  std::unordered_map<std::string, std::vector<caf::response_promise>> credits_in_flight;
   /// The user's own limits, across all of its keys.
   rate_limiter limiter;
+  idle_timer idle; ///< Passivates the actor after a quiet spell without open work.
 
   /// Who holds an open hold: if that request actor dies, its hold is voided.
   struct hold_owner {
     caf::actor_addr holder;
     int64_t tokens = 0; ///< Estimate charged to the token window.
   };
-  std::unordered_map<std::string, hold_owner> hold_owners;
-  idle_timer idle; ///< Passivates the actor after a quiet spell without open work.
-
   /// Ledger posts waiting to be retried after the store failed, by request id.
   struct pending_retry {
     storage::ledger_post post;
     int attempts_left = 0;
     std::function<void(storage::ledger_result)> done;
   };
-  std::unordered_map<std::string, pending_retry> retries;
+  /// Work under way, made by the first call and dropped on an idle tick once it is all done:
+  /// an idle user actor then stays small (the whole actor fits a 1.5 KB allocation).
+  struct open_work {
+    /// Credits sent to the ledger, by request id: replays arriving meanwhile wait here.
+    std::unordered_map<std::string, std::vector<caf::response_promise>> credits_in_flight;
+    std::unordered_map<std::string, hold_owner> hold_owners;
+    std::unordered_map<std::string, pending_retry> retries;
+
+    std::size_t size() const {
+      return credits_in_flight.size() + hold_owners.size() + retries.size();
+    }
+  };
+  std::unique_ptr<open_work> work;
+
+  open_work& busy() {
+    if (!work)
+      work = std::make_unique<open_work>();
+    return *work;
+  }
+  std::size_t open_count() const { return work ? work->size() : 0; }
 };
 
 /// One per account: owns the balance and open holds; the only writer of the balance.
