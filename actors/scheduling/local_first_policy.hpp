@@ -31,6 +31,10 @@ namespace tollgate {
 /// - Every `shared_first_every`-th pick looks at the shared queue first, so workers busy with
 ///   their own chains still take new work.
 ///
+/// It relies on actors never blocking (DESIGN): a single job queued behind a long one on the
+/// same worker waits until that one ends, or until an idle worker's `idle_sleep` runs out and
+/// it steals the job.
+///
 /// Plugged in with `actor_system_config::load<caf::scheduler::coordinator<local_first_policy>>`.
 class local_first_policy : public caf::policy::unprofiled {
 public:
