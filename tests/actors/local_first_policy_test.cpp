@@ -68,14 +68,20 @@ caf::behavior setter(caf::event_based_actor*, std::shared_ptr<std::atomic<bool>>
   return {[=](int) { flag->store(true); }};
 }
 
+/// An actor system on the policy with 2 workers, a test thread to talk to it, and a flag
+/// for a spinning actor to wait on.
+struct a_system {
+  two_workers cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  std::shared_ptr<std::atomic<bool>> flag = std::make_shared<std::atomic<bool>>(false);
+};
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(local_first_scheduling)
 
-BOOST_AUTO_TEST_CASE(a_chain_of_hops_stays_on_the_worker_that_sent_it) {
-  two_workers cfg;
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
+BOOST_FIXTURE_TEST_CASE(a_chain_of_hops_stays_on_the_worker_that_sent_it, a_system) {
   // The work-sharing policy hands nearly every hop to the other worker; here a chain moves
   // only if the idle worker happens to wake up and steal, which is rare.
   int whole_chains = 0;
@@ -94,11 +100,7 @@ BOOST_AUTO_TEST_CASE(a_chain_of_hops_stays_on_the_worker_that_sent_it) {
   BOOST_TEST(whole_chains >= 15, whole_chains << " of 20 chains ran on one thread");
 }
 
-BOOST_AUTO_TEST_CASE(work_from_outside_runs_while_a_worker_is_busy) {
-  two_workers cfg;
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
-  auto flag = std::make_shared<std::atomic<bool>>(false);
+BOOST_FIXTURE_TEST_CASE(work_from_outside_runs_while_a_worker_is_busy, a_system) {
   auto busy = sys.spawn(spinner, flag);
   auto set = sys.spawn(setter, flag);
   auto answer = self->request(busy, caf::infinite, 1);
@@ -110,15 +112,11 @@ BOOST_AUTO_TEST_CASE(work_from_outside_runs_while_a_worker_is_busy) {
   BOOST_TEST(seen);
 }
 
-BOOST_AUTO_TEST_CASE(a_busy_workers_own_queue_is_stolen) {
-  two_workers cfg;
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
-  auto flag = std::make_shared<std::atomic<bool>>(false);
+BOOST_FIXTURE_TEST_CASE(a_busy_workers_own_queue_is_stolen, a_system) {
   auto set = sys.spawn(setter, flag);
   // The message to the setter goes to the busy worker's own queue: the idle worker must
   // take it from there.
-  auto busy = sys.spawn([=](caf::event_based_actor* me) -> caf::behavior {
+  auto busy = sys.spawn([set, flag = flag](caf::event_based_actor* me) -> caf::behavior {
     return {[=](int n) {
       me->send(set, n);
       return spin_until(*flag);
