@@ -476,9 +476,12 @@ gateway_config read_config(const json& root) {
       config.http.request_timeout = read_seconds(*timeout, "http.request_timeout_seconds");
   }
   if (const auto* actors = member(root, "actors")) {
-    check_keys(*actors, "actors", {"idle_seconds", "workers"});
+    check_keys(*actors, "actors", {"idle_seconds", "hibernate_seconds", "workers"});
     if (const auto* idle = member(*actors, "idle_seconds"))
       config.actors.idle = read_seconds(*idle, "actors.idle_seconds");
+    if (const auto* hibernate = member(*actors, "hibernate_seconds"))
+      config.actors.hibernate = std::chrono::seconds{
+          read_integer(*hibernate, "actors.hibernate_seconds", 0, max_seconds)};
     if (const auto* workers = member(*actors, "workers"))
       config.actors.workers =
           static_cast<unsigned>(read_integer(*workers, "actors.workers", 1, 256));

@@ -98,8 +98,13 @@ struct routing_config {
 };
 
 struct actors_config {
-  /// Idle user and key actors are passivated after this long.
+  /// Idle users and keys are passivated after this long: the next call loads them from
+  /// storage.
   std::chrono::seconds idle{300};
+  /// Idle user and key actors end after this long, leaving a record of a few hundred bytes
+  /// with the directory, from which the next call starts them again without a storage read
+  /// (until `idle` is up). Zero, or not less than `idle`: actors stay until passivated.
+  std::chrono::seconds hibernate{30};
   /// Scheduler threads that run the actors; 0: one per core. Actors never block, so more
   /// threads than cores only add thread switches.
   unsigned workers = 0;

@@ -199,10 +199,9 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   auto keys = std::make_shared<key_handles>();
   auto directory =
       cluster.enabled()
-          ? sys.spawn(clustered_directory_actor, pool, ledger, default_limits, cfg.actors.idle,
-                      node_id, static_cast<int32_t>(cluster.shards), middleman_of(sys, cluster),
-                      redis, keys)
-          : sys.spawn(directory_actor, pool, ledger, default_limits, cfg.actors.idle, redis, keys);
+          ? sys.spawn(clustered_directory_actor, pool, ledger, default_limits, cfg.actors, node_id,
+                      static_cast<int32_t>(cluster.shards), middleman_of(sys, cluster), redis, keys)
+          : sys.spawn(directory_actor, pool, ledger, default_limits, cfg.actors, redis, keys);
   auto loop = std::make_shared<upstream_loop>();
   auto model_router = sys.spawn(router_actor, model_catalog(cfg), cfg.routing);
   auto providers = sys.spawn(provider_supervisor, cfg.providers, loop, model_router);

@@ -26,6 +26,19 @@ metric_value& key_actors() {
   return v;
 }
 
+/// Keeps the hibernated gauge true to the records kept.
+void count_records(const directory_state& st) {
+  static auto& users = gateway_metrics::global().hibernated.at({"user"});
+  static auto& keys = gateway_metrics::global().hibernated.at({"key"});
+  users.set(static_cast<int64_t>(st.sleeping_users.size()));
+  keys.set(static_cast<int64_t>(st.sleeping_keys.size()));
+}
+
+/// An actor started, from storage or from its hibernated record.
+void count_activation(const char* kind, bool from_record) {
+  gateway_metrics::global().activations.at({kind, from_record ? "hibernation" : "storage"}).add();
+}
+
 void finish_loading(std::unordered_map<std::string, std::vector<waiter>>& loading,
                     const std::string& id, const caf::expected<caf::actor>& result) {
   auto node = loading.extract(id);
@@ -104,6 +117,56 @@ void load_windows(self_ptr self, const std::string& where,
           [=](caf::error&) { then({}); });
 }
 
+/// How long an idle actor waits before it ends: until it hibernates, or, without hibernation,
+/// until it is passivated.
+std::chrono::seconds actor_idle(const directory_state& st) {
+  return st.hibernate.count() > 0 && st.hibernate < st.idle ? st.hibernate : st.idle;
+}
+
+bool hibernates(const directory_state& st) {
+  return actor_idle(st) < st.idle;
+}
+
+/// What stays of an idle key or user whose actor ended: its record (`entity` and its
+/// windows), to start the next actor from, if this node hibernates them; else only its
+/// windows, kept at `where` for its next activation (passivated).
+template <class Record, class Entity>
+void keep_idle(self_ptr self, hibernation_store<Record>& records, Entity entity,
+               std::string windows, const std::string& where) {
+  auto& st = self->state;
+  if (!hibernates(st)) {
+    keep_windows(self, where, std::move(windows));
+    return;
+  }
+  records.put({std::move(entity), rate_snapshot::from_text(windows).value_or(rate_snapshot{})});
+  count_records(st);
+}
+
+/// Starts the actor of `user` (loaded, or woken from its record) for those waiting for it.
+void start_user(self_ptr self, schemas::user_record user, const rate_snapshot& windows,
+                bool from_record) {
+  auto& st = self->state;
+  auto user_id = user.id;
+  shard_fence fence;
+  if (st.cluster.enabled) {
+    fence.shard = cluster::shard_of(user_id, st.cluster.shards);
+    auto served = st.cluster.serving.find(fence.shard);
+    if (served == st.cluster.serving.end()) {
+      // The shard left this node while the user loaded: the caller retries.
+      finish_loading(st.loading_users, user_id, shard_moving());
+      return;
+    }
+    fence.epoch = served->second;
+  }
+  auto handle = self->spawn(user_actor, std::move(user), st.ledger,
+                            caf::actor_cast<caf::actor>(self), actor_idle(st), fence, windows);
+  self->monitor(handle);
+  st.users.emplace(user_id, handle);
+  user_actors().add(1);
+  count_activation("user", from_record);
+  finish_loading(st.loading_users, user_id, handle);
+}
+
 void activate_user(self_ptr self, const std::string& user_id, waiter done) {
   auto& st = self->state;
   if (auto it = st.users.find(user_id); it != st.users.end()) {
@@ -114,6 +177,11 @@ void activate_user(self_ptr self, const std::string& user_id, waiter done) {
   pending->second.push_back(std::move(done));
   if (!first)
     return;
+  if (auto record = st.sleeping_users.take(user_id)) {
+    count_records(st);
+    start_user(self, std::move(record->user), record->windows, true);
+    return;
+  }
   run_db(self, st.db,
          [user_id](soci::session& sql) {
            auto user = storage::users_repository(sql).find(user_id);
@@ -125,28 +193,37 @@ void activate_user(self_ptr self, const std::string& user_id, waiter done) {
       .then(
           [=](schemas::user_record& user) {
             load_windows(self, user_windows_key(user_id), [=](rate_snapshot windows) mutable {
-              auto& now = self->state;
-              shard_fence fence;
-              if (now.cluster.enabled) {
-                fence.shard = cluster::shard_of(user_id, now.cluster.shards);
-                auto served = now.cluster.serving.find(fence.shard);
-                if (served == now.cluster.serving.end()) {
-                  // The shard left this node while the user loaded: the caller retries.
-                  finish_loading(now.loading_users, user_id, shard_moving());
-                  return;
-                }
-                fence.epoch = served->second;
-              }
-              auto handle =
-                  self->spawn(user_actor, std::move(user), now.ledger,
-                              caf::actor_cast<caf::actor>(self), now.idle, fence, windows);
-              self->monitor(handle);
-              now.users.emplace(user_id, handle);
-              user_actors().add(1);
-              finish_loading(now.loading_users, user_id, handle);
+              start_user(self, std::move(user), windows, false);
             });
           },
           [=](caf::error& err) { finish_loading(self->state.loading_users, user_id, err); });
+}
+
+/// Starts the actor of `key` (loaded, or woken from its record) for those waiting for it,
+/// once its user is found.
+void start_key(self_ptr self, schemas::key_record key, rate_snapshot windows, bool from_record) {
+  auto user_id = key.user_id;
+  resolve_user(self, user_id, [=](caf::expected<caf::actor> user) mutable {
+    auto& now = self->state;
+    auto key_hash = key.key_hash;
+    if (!user) {
+      // The windows wait for the key's next activation, which loads it again.
+      if (windows.taken_at_ms > 0)
+        keep_windows(self, windows_key(key_hash), windows.to_text());
+      finish_loading(now.loading_keys, key_hash, user.error());
+      return;
+    }
+    auto handle = self->spawn(key_actor, std::move(key), *user, caf::actor_cast<caf::actor>(self),
+                              now.default_limits, actor_idle(now), windows);
+    self->monitor(handle);
+    now.keys.emplace(key_hash, directory_state::key_entry{handle, user_id});
+    if (now.handles)
+      now.handles->put(key_hash, handle);
+    key_actors().add(1);
+    count_activation("key", from_record);
+    ++now.keys_per_user[user_id];
+    finish_loading(now.loading_keys, key_hash, handle);
+  });
 }
 
 void activate_key(self_ptr self, const std::string& key_hash, waiter done) {
@@ -159,6 +236,11 @@ void activate_key(self_ptr self, const std::string& key_hash, waiter done) {
   pending->second.push_back(std::move(done));
   if (!first)
     return;
+  if (auto record = st.sleeping_keys.take(key_hash)) {
+    count_records(st);
+    start_key(self, std::move(record->key), record->windows, true);
+    return;
+  }
   run_db(self, st.db,
          [key_hash](soci::session& sql) {
            auto key = storage::keys_repository(sql).find_by_hash(key_hash);
@@ -170,24 +252,7 @@ void activate_key(self_ptr self, const std::string& key_hash, waiter done) {
       .then(
           [=](schemas::key_record& key) {
             load_windows(self, windows_key(key_hash), [=](rate_snapshot windows) mutable {
-              auto user_id = key.user_id;
-              resolve_user(self, user_id, [=](caf::expected<caf::actor> user) mutable {
-                auto& now = self->state;
-                if (!user) {
-                  finish_loading(now.loading_keys, key_hash, user.error());
-                  return;
-                }
-                auto handle =
-                    self->spawn(key_actor, std::move(key), *user, caf::actor_cast<caf::actor>(self),
-                                now.default_limits, now.idle, windows);
-                self->monitor(handle);
-                now.keys.emplace(key_hash, directory_state::key_entry{handle, user_id});
-                if (now.handles)
-                  now.handles->put(key_hash, handle);
-                key_actors().add(1);
-                ++now.keys_per_user[user_id];
-                finish_loading(now.loading_keys, key_hash, handle);
-              });
+              start_key(self, std::move(key), windows, false);
             });
           },
           [=](caf::error& err) { finish_loading(self->state.loading_keys, key_hash, err); });
@@ -204,14 +269,29 @@ waiter delegate_to(caf::response_promise promise, Ts... xs) {
   };
 }
 
-/// Passes `xs` on to the entity's actor if it is active; an inactive one has nothing to
-/// update (it loads the stored state when activated).
-template <class... Ts>
-void forward_if_active(caf::response_promise promise, const caf::actor* target, Ts... xs) {
-  if (target)
-    promise.delegate(*target, xs...);
-  else
+/// Passes an admin's change (`xs`) on to the entity's actor: the live one, or the one being
+/// started (which may have read the entity before the change). A hibernated entity takes it
+/// in its record (`change_record`, given the record if there is one); a passivated one has
+/// nothing to update (it loads the stored state when activated).
+template <class Record, class ChangeRecord, class... Ts>
+void forward_change(caf::response_promise promise, const caf::actor* live,
+                    std::unordered_map<std::string, std::vector<waiter>>& loading,
+                    const std::string& id, Record* record, ChangeRecord change_record, Ts... xs) {
+  if (live) {
+    promise.delegate(*live, xs...);
+  } else if (auto starting = loading.find(id); starting != loading.end()) {
+    // If it fails to start, the next activation loads the changed state from storage.
+    starting->second.push_back([=](caf::expected<caf::actor> started) mutable {
+      if (started)
+        promise.delegate(*started, xs...);
+      else
+        promise.deliver(caf::unit);
+    });
+  } else {
+    if (record)
+      change_record(*record);
     promise.deliver(caf::unit);
+  }
 }
 
 void forget_entry(self_ptr self,
@@ -263,6 +343,10 @@ bool is_sender(self_ptr self, const caf::actor& handle) {
 }
 
 // -- cluster routing ---------------------------------------------------------------------
+
+/// How often the directory looks for hibernated keys and users to passivate (a slice of them
+/// each time).
+constexpr auto sweep_interval = std::chrono::seconds(1);
 
 /// How often a call may be passed between nodes before it waits for the views to agree.
 constexpr int max_hops = 2;
@@ -484,19 +568,29 @@ void dispatch(self_ptr self, caf::message msg, int hops, caf::response_promise p
     auto user = msg.get_as<schemas::user_record>(1);
     route(self, shard_of(self, user.id), std::move(msg), hops, std::move(promise),
           [=](caf::response_promise p) {
-            auto& users = self->state.users;
-            auto it = users.find(user.id);
-            forward_if_active(p, it == users.end() ? nullptr : &it->second, update_atom_v, user);
+            auto& st = self->state;
+            auto it = st.users.find(user.id);
+            forward_change(
+                p, it == st.users.end() ? nullptr : &it->second, st.loading_users, user.id,
+                st.sleeping_users.find(user.id),
+                [user](hibernated_user& slept) mutable {
+                  if (apply_policy_change(slept.user, user))
+                    slept.windows = {}; // new limits, fresh windows (as in the actor)
+                },
+                update_atom_v, user);
           });
   } else if (msg.match_elements<revoke_atom, std::string, int64_t>()) {
     auto key_hash = msg.get_as<std::string>(1);
     auto revoked_at = msg.get_as<int64_t>(2);
     route(self, shard_of(self, key_hash), std::move(msg), hops, std::move(promise),
           [=](caf::response_promise p) {
-            auto& keys = self->state.keys;
-            auto it = keys.find(key_hash);
-            forward_if_active(p, it == keys.end() ? nullptr : &it->second.handle, revoke_atom_v,
-                              revoked_at);
+            auto& st = self->state;
+            auto it = st.keys.find(key_hash);
+            forward_change(
+                p, it == st.keys.end() ? nullptr : &it->second.handle, st.loading_keys, key_hash,
+                st.sleeping_keys.find(key_hash),
+                [=](hibernated_key& slept) { slept.key.revoked_at = revoked_at; }, revoke_atom_v,
+                revoked_at);
           });
   } else {
     promise.deliver(
@@ -510,9 +604,14 @@ caf::response_promise dispatch_here(self_ptr self, caf::message msg) {
   return promise;
 }
 
-/// Ends the key and user actors of a shard that left this node.
+/// Ends the key and user actors of a shard that left this node, and forgets its hibernated
+/// keys and users.
 void stop_shard(self_ptr self, int32_t shard) {
   auto& st = self->state;
+  auto in_shard = [=](const std::string& id) { return shard_of(self, id) == shard; };
+  st.sleeping_keys.take_if(in_shard, [](hibernated_key&&) {});
+  st.sleeping_users.take_if(in_shard, [](hibernated_user&&) {});
+  count_records(st);
   for (auto it = st.keys.begin(); it != st.keys.end();) {
     auto next = std::next(it);
     if (shard_of(self, it->first) == shard) {
@@ -534,8 +633,9 @@ void stop_shard(self_ptr self, int32_t shard) {
   }
 }
 
-/// Before a shard leaves: its key and user actors end, and their windows wait in Redis for
-/// the next owner (which reads them when it activates each); then `then`.
+/// Before a shard leaves: its key and user actors end, and their windows (and those of its
+/// hibernated keys and users) wait in Redis for the next owner, which reads them when it
+/// activates each; then `then`.
 void save_windows_then(self_ptr self, int32_t shard, std::function<void()> then) {
   auto& st = self->state;
   std::vector<std::pair<std::string, caf::actor>> leaving; // where its windows go, actor
@@ -545,15 +645,28 @@ void save_windows_then(self_ptr self, int32_t shard, std::function<void()> then)
   for (auto& [id, handle] : st.users)
     if (shard_of(self, id) == shard)
       leaving.emplace_back(user_windows_key(id), handle);
-  if (!st.redis || leaving.empty()) {
+  std::vector<std::pair<std::string, std::string>> asleep; // where its windows go, windows
+  if (st.redis) {
+    auto in_shard = [=](const std::string& id) { return shard_of(self, id) == shard; };
+    st.sleeping_keys.take_if(in_shard, [&](hibernated_key&& slept) {
+      asleep.emplace_back(windows_key(slept.key.key_hash), slept.windows.to_text());
+    });
+    st.sleeping_users.take_if(in_shard, [&](hibernated_user&& slept) {
+      asleep.emplace_back(user_windows_key(slept.user.id), slept.windows.to_text());
+    });
+    count_records(st);
+  }
+  if (!st.redis || (leaving.empty() && asleep.empty())) {
     then();
     return;
   }
-  auto pending = std::make_shared<std::size_t>(leaving.size());
+  auto pending = std::make_shared<std::size_t>(leaving.size() + asleep.size());
   auto one_done = [=] {
     if (--*pending == 0)
       then();
   };
+  for (auto& [where, windows] : asleep)
+    keep_windows(self, where, std::move(windows), one_done);
   for (auto& [where, handle] : leaving) {
     auto to = where;
     self->request(handle, std::chrono::seconds(2), release_atom_v)
@@ -651,33 +764,52 @@ caf::behavior directory_behavior(self_ptr self) {
         dispatch(self, std::move(inner), hops, promise);
         return promise;
       },
-      [=](passivate_atom, const std::string& key_hash, std::string& windows) {
-        // A key's actor ends, leaving its rate windows for the key's next activation (kept
-        // in the same step, so that no activation in between starts with fresh windows).
+      [=](passivate_atom, schemas::key_record& key, std::string& windows) {
+        // An idle key's actor ends, leaving its record to start the next one from
+        // (hibernated), or only its rate windows for the key's next activation
+        // (passivated); kept in the same step, so that no activation in between starts
+        // with fresh windows.
         auto& st = self->state;
-        auto it = st.keys.find(key_hash);
+        auto it = st.keys.find(key.key_hash);
         if (it == st.keys.end() || !is_sender(self, it->second.handle))
           return false;
-        // Passivated actors end normally: only a crash needs the down message (and its
-        // scan of every entry).
+        // Idle actors end normally: only a crash needs the down message (and its scan of
+        // every entry).
         self->demonitor(it->second.handle);
         forget_entry(self, it);
-        keep_windows(self, windows_key(key_hash), std::move(windows));
+        auto where = windows_key(key.key_hash);
+        keep_idle(self, st.sleeping_keys, std::move(key), std::move(windows), where);
         return true;
       },
-      [=](passivate_user_atom, const std::string& id, std::string& windows) {
-        // The same for a user actor.
+      [=](passivate_user_atom, schemas::user_record& user, std::string& windows) {
+        // The same for a user actor; its record holds the committed balance.
         auto& st = self->state;
-        auto it = st.users.find(id);
+        auto it = st.users.find(user.id);
         // A user actor outlives every key actor here that hands out its handle (key actors
         // on other nodes look it up again when it has ended).
-        if (it == st.users.end() || !is_sender(self, it->second) || st.keys_per_user.count(id) > 0)
+        if (it == st.users.end() || !is_sender(self, it->second) ||
+            st.keys_per_user.count(user.id) > 0)
           return false;
         self->demonitor(it->second);
         st.users.erase(it);
         user_actors().add(-1);
-        keep_windows(self, user_windows_key(id), std::move(windows));
+        auto where = user_windows_key(user.id);
+        keep_idle(self, st.sleeping_users, std::move(user), std::move(windows), where);
         return true;
+      },
+      [=](idle_atom) {
+        // Hibernated keys and users whose time is up are passivated: their windows stay
+        // for their next activation, which loads them from storage.
+        auto& st = self->state;
+        auto slice = [](std::size_t records) { return std::max<std::size_t>(4096, records / 32); };
+        st.sleeping_keys.sweep(slice(st.sleeping_keys.size()), [&](hibernated_key&& slept) {
+          keep_windows(self, windows_key(slept.key.key_hash), slept.windows.to_text());
+        });
+        st.sleeping_users.sweep(slice(st.sleeping_users.size()), [&](hibernated_user&& slept) {
+          keep_windows(self, user_windows_key(slept.user.id), slept.windows.to_text());
+        });
+        count_records(st);
+        self->delayed_send(self, sweep_interval, idle_atom_v);
       },
       [=](stats_atom) {
         auto& st = self->state;
@@ -762,32 +894,39 @@ caf::behavior directory_behavior(self_ptr self) {
 }
 
 void init(self_ptr self, db_pool db, caf::actor ledger, schemas::rate_limits default_limits,
-          std::chrono::seconds idle, caf::actor redis, key_handles_ptr handles) {
-  self->state.handles = std::move(handles);
-  self->state.redis = std::move(redis);
-  self->state.default_limits = default_limits;
-  self->state.db = std::move(db);
-  self->state.ledger = std::move(ledger);
-  self->state.idle = idle;
+          const config::actors_config& lifetimes, caf::actor redis, key_handles_ptr handles) {
+  auto& st = self->state;
+  st.handles = std::move(handles);
+  st.redis = std::move(redis);
+  st.default_limits = default_limits;
+  st.db = std::move(db);
+  st.ledger = std::move(ledger);
+  st.idle = lifetimes.idle;
+  st.hibernate = lifetimes.hibernate;
+  if (hibernates(st)) {
+    st.sleeping_keys.keep_for(st.idle - st.hibernate);
+    st.sleeping_users.keep_for(st.idle - st.hibernate);
+    self->delayed_send(self, sweep_interval, idle_atom_v);
+  }
 }
 
 } // namespace
 
 caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                               caf::actor ledger, schemas::rate_limits default_limits,
-                              std::chrono::seconds idle, caf::actor redis,
+                              config::actors_config lifetimes, caf::actor redis,
                               key_handles_ptr handles) {
-  init(self, std::move(db), std::move(ledger), default_limits, idle, std::move(redis),
+  init(self, std::move(db), std::move(ledger), default_limits, lifetimes, std::move(redis),
        std::move(handles));
   return directory_behavior(self);
 }
 
 caf::behavior clustered_directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                                         caf::actor ledger, schemas::rate_limits default_limits,
-                                        std::chrono::seconds idle, std::string node_id,
+                                        config::actors_config lifetimes, std::string node_id,
                                         int32_t shards, caf::actor middleman, caf::actor redis,
                                         key_handles_ptr handles) {
-  init(self, std::move(db), std::move(ledger), default_limits, idle, std::move(redis),
+  init(self, std::move(db), std::move(ledger), default_limits, lifetimes, std::move(redis),
        std::move(handles));
   auto& c = self->state.cluster;
   c.enabled = true;

@@ -10,9 +10,12 @@
 
 #include <caf/all.hpp>
 
+#include "actors/directory/hibernation_store.hpp"
 #include "actors/directory/key_handles.hpp"
+#include "actors/limits/rate_limiter.hpp"
 #include "actors/messages.hpp"
 #include "actors/storage/db_worker.hpp"
+#include "config/config.hpp"
 
 namespace tollgate {
 
@@ -44,6 +47,24 @@ struct directory_routing {
   caf::actor middleman; ///< CAF's middleman actor, to connect to other nodes.
 };
 
+/// An idle key as the directory keeps it once its actor ended (hibernated): all a new actor
+/// of the key needs to go on where the last one stopped.
+struct hibernated_key {
+  schemas::key_record key;
+  rate_snapshot windows;
+
+  std::string& id() { return key.key_hash; }
+};
+
+/// The same for a user: its committed balance (an idle user has no holds and nothing in
+/// flight), its policy and its own windows.
+struct hibernated_user {
+  schemas::user_record user;
+  rate_snapshot windows;
+
+  std::string& id() { return user.id; }
+};
+
 struct directory_state {
   static inline constexpr const char* name = "directory";
   using waiter = std::function<void(caf::expected<caf::actor>)>;
@@ -62,7 +83,12 @@ struct directory_state {
   db_pool db;
   caf::actor ledger;
   schemas::rate_limits default_limits; ///< For keys that set none of their own.
-  std::chrono::seconds idle{300};
+  std::chrono::seconds idle{300};      ///< Quiet time after which a key or user is passivated.
+  /// Quiet time after which a key or user actor ends and its record is kept here instead,
+  /// until `idle` is up; zero: actors stay until they are passivated.
+  std::chrono::seconds hibernate{0};
+  hibernation_store<hibernated_key> sleeping_keys;   ///< By key hash.
+  hibernation_store<hibernated_user> sleeping_users; ///< By user id.
   caf::actor redis; ///< A redis_worker, or none: keeps key windows between activations.
   /// Without Redis (a single node): the windows of passivated keys, by key hash, until the
   /// key's next activation. Swept of day-old entries as it grows.
@@ -74,10 +100,11 @@ struct directory_state {
 };
 
 /// Per node: resolves users and keys to their actors, activating them from storage on first
-/// use and passivating idle ones; never more than one actor per user or key.
+/// use (or from their record, if they hibernated), hibernating and passivating idle ones as
+/// `lifetimes` says; never more than one actor per user or key.
 caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                               caf::actor ledger, schemas::rate_limits default_limits,
-                              std::chrono::seconds idle, caf::actor redis,
+                              config::actors_config lifetimes, caf::actor redis,
                               key_handles_ptr handles = nullptr);
 
 /// The same in a cluster node: entities of shards this node serves live here; calls for
@@ -85,7 +112,7 @@ caf::behavior directory_actor(caf::stateful_actor<directory_state>* self, db_poo
 /// wait until it has a new owner.
 caf::behavior clustered_directory_actor(caf::stateful_actor<directory_state>* self, db_pool db,
                                         caf::actor ledger, schemas::rate_limits default_limits,
-                                        std::chrono::seconds idle, std::string node_id,
+                                        config::actors_config lifetimes, std::string node_id,
                                         int32_t shards, caf::actor middleman, caf::actor redis,
                                         key_handles_ptr handles = nullptr);
 

@@ -170,9 +170,11 @@ caf::behavior key_actor(caf::stateful_actor<key_state>* self, schemas::key_recor
           self->delayed_send(self, *wait, idle_atom_v);
           return;
         }
-        // The windows stay with the directory (or Redis) for the key's next activation.
+        // The directory keeps the key's record and windows to start it again from (or
+        // passivates it, keeping the windows, in Redis if there is one, for the key's next
+        // activation).
         auto kept = windows_now(st.limiter);
-        self->request(st.directory, caf::infinite, passivate_atom_v, st.key.key_hash, kept)
+        self->request(st.directory, caf::infinite, passivate_atom_v, st.key, kept)
             .await([=](bool ok) {
               if (ok)
                 end_key(self);

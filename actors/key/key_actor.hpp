@@ -22,7 +22,7 @@ struct key_state {
   rate_limiter limiter;
   caf::actor user;
   caf::actor directory;
-  idle_timer idle; ///< Passivates the actor after a quiet spell.
+  idle_timer idle; ///< Ends the actor after a quiet spell.
   /// Calls waiting for the user actor to be found, by id: failed if this actor ends first
   /// (CAF drops an undelivered promise silently, and its caller would wait forever). Rarely
   /// more than one, so a vector: it keeps the actor in a smaller allocation size class.

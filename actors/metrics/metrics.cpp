@@ -139,13 +139,20 @@ gateway_metrics::gateway_metrics()
     , ledger_commit("tollgate_ledger_commit_seconds", "Duration of one ledger commit.",
                     metric_family::kind::histogram, {}, latency_bounds)
     , actors("tollgate_actors", "Live user and key actors on this node.",
-             metric_family::kind::gauge, {"kind"}) {}
+             metric_family::kind::gauge, {"kind"})
+    , hibernated("tollgate_hibernated",
+                 "Idle users and keys kept as records on this node, their actors ended.",
+                 metric_family::kind::gauge, {"kind"})
+    , activations("tollgate_activations_total",
+                  "User and key actors started, by where their state came from: storage, or "
+                  "the record they left when they hibernated.",
+                  metric_family::kind::counter, {"kind", "from"}) {}
 
 std::string gateway_metrics::render() const {
   std::string out;
-  for (const auto* f :
-       {&requests, &errors, &tokens, &credits_charged, &duration, &ttft, &overhead, &in_flight,
-        &breaker_state, &retries, &rate_limited, &ledger_batch, &ledger_commit, &actors})
+  for (const auto* f : {&requests, &errors, &tokens, &credits_charged, &duration, &ttft, &overhead,
+                        &in_flight, &breaker_state, &retries, &rate_limited, &ledger_batch,
+                        &ledger_commit, &actors, &hibernated, &activations})
     f->render(out);
   return out;
 }

@@ -75,6 +75,8 @@ struct gateway_metrics {
   metric_family ledger_batch;    ///< tollgate_ledger_batch_size
   metric_family ledger_commit;   ///< tollgate_ledger_commit_seconds
   metric_family actors;          ///< tollgate_actors{kind}
+  metric_family hibernated;      ///< tollgate_hibernated{kind}
+  metric_family activations;     ///< tollgate_activations_total{kind,from}
 
   /// All families as Prometheus text.
   std::string render() const;

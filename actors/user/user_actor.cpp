@@ -71,6 +71,16 @@ user_view view_of(const user_state& st) {
 
 } // namespace
 
+bool apply_policy_change(schemas::user_record& user, schemas::user_record& changed) {
+  bool limits_changed = !(user.limits == changed.limits);
+  user.name = std::move(changed.name);
+  user.email = std::move(changed.email);
+  user.suspended = changed.suspended;
+  user.limits = changed.limits;
+  user.updated_at = changed.updated_at;
+  return limits_changed;
+}
+
 caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_record user,
                          caf::actor ledger, caf::actor directory, std::chrono::seconds idle,
                          shard_fence fence, rate_snapshot windows) {
@@ -106,15 +116,9 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         return view_of(self->state);
       },
       [=](update_atom, schemas::user_record& changed) {
-        // Policy fields only: the balance is this actor's, never taken from outside.
-        auto& u = self->state.user;
-        if (!(u.limits == changed.limits))
-          self->state.limiter = rate_limiter(changed.limits);
-        u.name = std::move(changed.name);
-        u.email = std::move(changed.email);
-        u.suspended = changed.suspended;
-        u.limits = changed.limits;
-        u.updated_at = changed.updated_at;
+        auto& st = self->state;
+        if (apply_policy_change(st.user, changed))
+          st.limiter = rate_limiter(st.user.limits);
         return caf::unit;
       },
       [=](restart_atom, const std::string& request_id) {
@@ -284,10 +288,14 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
           return;
         }
         // While the directory decides, this actor takes no work: after a yes, senders see it
-        // gone and resolve the user again, which loads the committed state afresh.
-        // The user's own windows stay with the directory (or Redis) for its next activation.
+        // gone and resolve the user again. The directory keeps the user's record (committed
+        // balance, policy) to start it again from, or passivates it (the next actor loads
+        // the committed state from storage); its own windows stay with the directory (or
+        // Redis) for its next activation either way.
+        auto record = st.user;
+        record.balance = st.account.balance();
         auto kept = windows_now(st.limiter);
-        self->request(st.directory, caf::infinite, passivate_user_atom_v, st.user.id, kept)
+        self->request(st.directory, caf::infinite, passivate_user_atom_v, std::move(record), kept)
             .await([=](bool ok) {
               if (ok)
                 self->quit();

@@ -30,7 +30,7 @@ struct user_state {
   bool closing = false;
   /// The user's own limits, across all of its keys.
   rate_limiter limiter;
-  idle_timer idle; ///< Passivates the actor after a quiet spell without open work.
+  idle_timer idle; ///< Ends the actor after a quiet spell without open work.
 
   /// Who holds an open hold: if that request actor dies, its hold is voided.
   struct hold_owner {
@@ -64,6 +64,11 @@ struct user_state {
   }
   std::size_t open_count() const { return work ? work->size() : 0; }
 };
+
+/// Takes an admin's change of `user`: its policy fields only (name, email, suspended, limits),
+/// never the balance, which only the user's actor changes. True if the limits changed (the
+/// user's windows start afresh).
+bool apply_policy_change(schemas::user_record& user, schemas::user_record& changed);
 
 /// One per account: owns the balance and open holds; the only writer of the balance.
 /// `windows`, if taken (taken_at_ms > 0), is where the user's own rate windows stood when its

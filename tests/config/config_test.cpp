@@ -29,7 +29,7 @@ constexpr std::string_view full_example = R"({
   "data_dir": "/var/lib/tollgate",
   "log_level": "debug",
   "http": { "threads": 4, "max_body_bytes": 1048576, "request_timeout_seconds": 120 },
-  "actors": { "idle_seconds": 60, "workers": 3 },
+  "actors": { "idle_seconds": 60, "hibernate_seconds": 10, "workers": 3 },
   "limits": { "rpm": 60, "tpm": null, "rpd": 1000 },
   "providers": [ { "name": "local-echo", "kind": "echo" },
                  { "name": "openai", "kind": "openai",
@@ -165,6 +165,7 @@ void check_defaults(const cfg::gateway_config& config) {
   BOOST_TEST(config.http.max_body_bytes == std::size_t{4} << 20);
   BOOST_TEST(config.http.request_timeout.count() == 600);
   BOOST_TEST(config.actors.idle.count() == 300);
+  BOOST_TEST(config.actors.hibernate.count() == 30);
   BOOST_TEST(config.actors.workers == 0u);
   BOOST_TEST(!config.limits.rpm.has_value());
   BOOST_TEST(!config.limits.tpm.has_value());
@@ -231,6 +232,7 @@ BOOST_AUTO_TEST_CASE(full_example_parses) {
   BOOST_TEST(config.http.max_body_bytes == 1048576u);
   BOOST_TEST(config.http.request_timeout.count() == 120);
   BOOST_TEST(config.actors.idle.count() == 60);
+  BOOST_TEST(config.actors.hibernate.count() == 10);
   BOOST_TEST(config.actors.workers == 3u);
   BOOST_TEST(config.limits.rpm.value_or(0) == 60);
   BOOST_TEST(!config.limits.tpm.has_value());
@@ -326,6 +328,8 @@ BOOST_AUTO_TEST_CASE(boundary_values_are_accepted) {
   check_accepted(with("/http/max_body_bytes", 1024));
   check_accepted(with("/http/request_timeout_seconds", 1));
   check_accepted(with("/actors/idle_seconds", 1));
+  check_accepted(with("/actors/hibernate_seconds", 0));
+  check_accepted(with("/actors/hibernate_seconds", 600)); // not less than idle: never
   check_accepted(with("/actors/workers", 1));
   check_accepted(with("/actors/workers", 256));
   check_accepted(with("/models/0/input_price", std::numeric_limits<int64_t>::max()));
@@ -471,6 +475,8 @@ BOOST_AUTO_TEST_CASE(numeric_ranges) {
   check_rejected(with("/http/request_timeout_seconds", 1.5), "http.request_timeout_seconds:");
   check_rejected(with("/actors/idle_seconds", 0), "actors.idle_seconds:");
   check_rejected(with("/actors/idle_seconds", -300), "actors.idle_seconds:");
+  for (const json& hibernate : {json(-1), json(1.5), json("30"), json(nullptr)})
+    check_rejected(with("/actors/hibernate_seconds", hibernate), "actors.hibernate_seconds:");
   for (const json& workers : {json(0), json(257), json(1.5), json("2")})
     check_rejected(with("/actors/workers", workers),
                    "actors.workers: must be an integer from 1 to 256");

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -46,11 +47,14 @@ constexpr int64_t cost = 22 + 2 * max_tokens;
 /// N tollgate nodes on one fresh PostgreSQL database, in front of one mock upstream.
 class test_cluster {
 public:
-  test_cluster(int nodes, const std::string& mock_url, const json& cluster_extra = json::object())
+  /// `cluster_extra` adds to the nodes' "cluster" settings, `config_extra` to their config.
+  test_cluster(int nodes, const std::string& mock_url, const json& cluster_extra = json::object(),
+               const json& config_extra = json::object())
       : pg_(require_pg_url()) {
     config_ = mock_gateway_config(mock_url);
     config_["cluster"] = {{"lease_seconds", lease_seconds}, {"shards", shards}};
     config_["cluster"].update(cluster_extra);
+    config_.update(config_extra);
     admin_key_ = "tg-admin-" + std::string(48, 'c');
     for (int i = 0; i < nodes; ++i)
       add_node(false);
@@ -188,11 +192,14 @@ http_response exact_call(http_client& client, bool stream = false) {
 /// entry: the ledger then holds that entry and one charge per admitted call.
 void expect_day_window_survives_drain(test_cluster& cluster, std::size_t via,
                                       const std::string& key, const std::string& user_id,
-                                      std::size_t drained, int per_day) {
+                                      std::size_t drained, int per_day,
+                                      const std::function<void()>& before_drain = {}) {
   http_client client(cluster.node(via).base_url());
   client.bearer(key);
   for (int i = 0; i < 6; ++i)
     BOOST_TEST(exact_call(client).status == 200);
+  if (before_drain)
+    before_drain();
   auto answer = cluster.admin(via).post("/admin/cluster/drain/" + cluster.id(drained), "{}");
   BOOST_TEST_REQUIRE(answer.status == 202, answer.body);
   cluster.mark_draining(cluster.id(drained));
@@ -507,6 +514,29 @@ BOOST_AUTO_TEST_CASE(rate_windows_follow_a_moving_key) {
   auto other = 1 - owner;
   // The key's owner hands its shards over: the key's windows go along through Redis.
   expect_day_window_survives_drain(cluster, other, gus.key, gus.id, owner, per_day);
+  BOOST_TEST(cluster.owner_of_user(tollgate::schemas::sha256_hex(gus.key)) == other);
+}
+
+// A key that hibernated (its actor ended, its record kept by its node) moves with its shard
+// like a live one: its windows go along through Redis, and the next owner loads it from
+// PostgreSQL.
+BOOST_AUTO_TEST_CASE(rate_windows_follow_a_moving_hibernated_key) {
+  mock_upstream mock;
+  test_cluster cluster(2, mock.base_url(), json::object(),
+                       {{"actors", {{"hibernate_seconds", 1}}}});
+  auto admin = cluster.admin(0);
+  constexpr int per_day = 10;
+  auto gus = make_metered_user(admin, "gus@example.com", 1'000'000, {{"rpd", per_day}});
+  auto owner = cluster.owner_of_user(tollgate::schemas::sha256_hex(gus.key));
+  auto other = 1 - owner;
+  expect_day_window_survives_drain(cluster, other, gus.key, gus.id, owner, per_day, [&] {
+    http_client scraper(cluster.node(owner).base_url());
+    BOOST_TEST_REQUIRE(wait_until(20s, [&] {
+      auto m = parse_prometheus(scraper.get("/metrics").body);
+      return m.sum("tollgate_actors", {{"kind", "key"}}) == 0 &&
+             m.sum("tollgate_hibernated", {{"kind", "key"}}) == 1;
+    }));
+  });
   BOOST_TEST(cluster.owner_of_user(tollgate::schemas::sha256_hex(gus.key)) == other);
 }
 
