@@ -3,6 +3,17 @@
 #include "config/config.hpp"
 #include "http/gateway.hpp"
 
+#ifdef TOLLGATE_JEMALLOC
+/// jemalloc's settings, read at start (MALLOC_CONF adds to and overrides them). A background
+/// thread returns freed memory to the system on jemalloc's decay schedule even while the
+/// gateway is idle: without it, pages freed by ended actors and streams go back only when
+/// later allocations happen to trigger a purge (docs/performance.md).
+extern "C" {
+// NOLINTNEXTLINE: the name and type are jemalloc's.
+const char* malloc_conf = "background_thread:true,max_background_threads:1";
+}
+#endif
+
 int main(int argc, char** argv) {
   using namespace tollgate;
   try {
