@@ -7,6 +7,8 @@
 #include "storage/keys_repository.hpp"
 #include "storage/users_repository.hpp"
 
+#include <type_traits>
+
 #include <spdlog/spdlog.h>
 
 namespace tollgate {
@@ -269,21 +271,45 @@ waiter delegate_to(caf::response_promise promise, Ts... xs) {
   };
 }
 
+/// Asks `target` (an entity's actor) `xs` and delivers its answer, a `Reply`, to `promise`.
+/// An actor that ended before it took the call (it went idle meanwhile: its record, or the
+/// stored state, now holds what it knew) fails it as never handled; then `again` runs, which
+/// sends the call wherever the entity is now.
+template <class Reply, class... Ts>
+void ask_or_again(self_ptr self, caf::response_promise promise, const caf::actor& target,
+                  std::function<void()> again, Ts... xs) {
+  auto failed = [promise, again](caf::error& err) mutable {
+    if (is_receiver_gone(err))
+      again();
+    else
+      promise.deliver(std::move(err));
+  };
+  if constexpr (std::is_same_v<Reply, caf::unit_t>)
+    self->request(target, caf::infinite, xs...)
+        .then([promise]() mutable { promise.deliver(caf::unit); }, std::move(failed));
+  else
+    self->request(target, caf::infinite, xs...)
+        .then([promise](Reply& reply) mutable { promise.deliver(std::move(reply)); },
+              std::move(failed));
+}
+
 /// Passes an admin's change (`xs`) on to the entity's actor: the live one, or the one being
 /// started (which may have read the entity before the change). A hibernated entity takes it
 /// in its record (`change_record`, given the record if there is one); a passivated one has
-/// nothing to update (it loads the stored state when activated).
+/// nothing to update (it loads the stored state when activated). `again` dispatches the
+/// change anew, for an actor that ends before it takes it.
 template <class Record, class ChangeRecord, class... Ts>
-void forward_change(caf::response_promise promise, const caf::actor* live,
+void forward_change(self_ptr self, caf::response_promise promise, const caf::actor* live,
                     std::unordered_map<std::string, std::vector<waiter>>& loading,
-                    const std::string& id, Record* record, ChangeRecord change_record, Ts... xs) {
+                    const std::string& id, Record* record, ChangeRecord change_record,
+                    std::function<void()> again, Ts... xs) {
   if (live) {
-    promise.delegate(*live, xs...);
+    ask_or_again<caf::unit_t>(self, promise, *live, again, xs...);
   } else if (auto starting = loading.find(id); starting != loading.end()) {
     // If it fails to start, the next activation loads the changed state from storage.
     starting->second.push_back([=](caf::expected<caf::actor> started) mutable {
       if (started)
-        promise.delegate(*started, xs...);
+        ask_or_again<caf::unit_t>(self, promise, *started, again, xs...);
       else
         promise.deliver(caf::unit);
     });
@@ -559,38 +585,45 @@ void dispatch(self_ptr self, caf::message msg, int hops, caf::response_promise p
     auto user_id = msg.get_as<std::string>(1);
     auto order = msg.get_as<credit_order>(2);
     route(
-        self, shard_of(self, user_id), std::move(msg), hops, std::move(promise),
+        self, shard_of(self, user_id), msg, hops, std::move(promise),
         [=](caf::response_promise p) {
-          activate_user(self, user_id, delegate_to(p, credit_atom_v, order));
+          activate_user(self, user_id, [=](caf::expected<caf::actor> user) mutable {
+            if (!user) {
+              p.deliver(user.error());
+              return;
+            }
+            ask_or_again<storage::ledger_result>(
+                self, p, *user, [=] { dispatch(self, msg, hops, p); }, credit_atom_v, order);
+          });
         },
         relay_for<storage::ledger_result>(self));
   } else if (msg.match_elements<user_changed_atom, schemas::user_record>()) {
     auto user = msg.get_as<schemas::user_record>(1);
-    route(self, shard_of(self, user.id), std::move(msg), hops, std::move(promise),
+    route(self, shard_of(self, user.id), msg, hops, std::move(promise),
           [=](caf::response_promise p) {
             auto& st = self->state;
             auto it = st.users.find(user.id);
             forward_change(
-                p, it == st.users.end() ? nullptr : &it->second, st.loading_users, user.id,
+                self, p, it == st.users.end() ? nullptr : &it->second, st.loading_users, user.id,
                 st.sleeping_users.find(user.id),
                 [user](hibernated_user& slept) mutable {
                   if (apply_policy_change(slept.user, user))
                     slept.windows = {}; // new limits, fresh windows (as in the actor)
                 },
-                update_atom_v, user);
+                [=] { dispatch(self, msg, hops, p); }, update_atom_v, user);
           });
   } else if (msg.match_elements<revoke_atom, std::string, int64_t>()) {
     auto key_hash = msg.get_as<std::string>(1);
     auto revoked_at = msg.get_as<int64_t>(2);
-    route(self, shard_of(self, key_hash), std::move(msg), hops, std::move(promise),
+    route(self, shard_of(self, key_hash), msg, hops, std::move(promise),
           [=](caf::response_promise p) {
             auto& st = self->state;
             auto it = st.keys.find(key_hash);
             forward_change(
-                p, it == st.keys.end() ? nullptr : &it->second.handle, st.loading_keys, key_hash,
-                st.sleeping_keys.find(key_hash),
-                [=](hibernated_key& slept) { slept.key.revoked_at = revoked_at; }, revoke_atom_v,
-                revoked_at);
+                self, p, it == st.keys.end() ? nullptr : &it->second.handle, st.loading_keys,
+                key_hash, st.sleeping_keys.find(key_hash),
+                [=](hibernated_key& slept) { slept.key.revoked_at = revoked_at; },
+                [=] { dispatch(self, msg, hops, p); }, revoke_atom_v, revoked_at);
           });
   } else {
     promise.deliver(
