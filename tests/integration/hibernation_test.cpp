@@ -1,5 +1,9 @@
 #include <chrono>
+#include <map>
+#include <random>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <boost/test/unit_test.hpp>
 
@@ -165,6 +169,94 @@ BOOST_AUTO_TEST_CASE(hibernated_keys_and_users_are_passivated_when_idle_is_up) {
   BOOST_TEST(activations(gw, "key", "hibernation") == 0);
   auto sql = gw.open_db();
   check_ledger_invariants(*sql, bea.id);
+}
+
+// Calls and top-ups while keys and users keep hibernating and waking (pauses around the
+// hibernation time): every call is answered, every credit lands once, and no credit is lost
+// or made: per user, the stored balance is the sum of its ledger, the ledger holds the
+// opening credit, each top-up and each call once, and the user's actor agrees with storage.
+BOOST_AUTO_TEST_CASE(credits_hold_across_hibernation_under_traffic) {
+  mock_upstream mock;
+  test_gateway gw(store::sqlite, hibernating(mock, 300, 1));
+  auto admin = gw.admin();
+  constexpr int users = 3; // ann, ben, cat
+  constexpr int bursts = 4;
+  constexpr int calls_per_burst = 4;
+  constexpr int top_ups = 12;
+  struct account {
+    metered_user user;
+    std::string second_key;
+    std::vector<long> statuses;
+    std::vector<std::string> failures;
+  };
+  std::vector<account> accounts;
+  for (int u = 0; u < users; ++u) {
+    account a;
+    const char* emails[] = {"ann@example.com", "ben@example.com", "cat@example.com"};
+    a.user = make_metered_user(admin, emails[u], opening);
+    a.second_key = create_key(admin, a.user.id)["key"].get<std::string>();
+    accounts.push_back(std::move(a));
+  }
+  std::vector<std::thread> threads;
+  for (int u = 0; u < users; ++u)
+    threads.emplace_back([&, u] {
+      auto& a = accounts[static_cast<std::size_t>(u)];
+      std::mt19937 rng(static_cast<unsigned>(u) + 1);
+      std::uniform_int_distribution<int> pause_ms(300, 1'800);
+      for (int b = 0; b < bursts; ++b) {
+        for (int i = 0; i < calls_per_burst; ++i) {
+          const auto& key = i % 2 == 0 ? a.user.key : a.second_key;
+          try {
+            auto body = chat_body("gpt-mock", "hello", 5, i == 3);
+            a.statuses.push_back(gw.consumer(key).post("/v1/chat/completions", dump(body)).status);
+          } catch (const std::exception& e) {
+            a.failures.push_back(e.what());
+          }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
+      }
+    });
+  std::map<std::string, int> credited; // user id -> top-ups answered 201
+  std::vector<std::string> top_up_failures;
+  threads.emplace_back([&] {
+    auto admin_client = gw.admin();
+    std::mt19937 rng(99);
+    std::uniform_int_distribution<int> pause_ms(100, 900);
+    for (int t = 0; t < top_ups; ++t) {
+      const auto& id = accounts[static_cast<std::size_t>(t % users)].user.id;
+      auto response = post_credits(admin_client, id, 1'000, "top-up " + std::to_string(t),
+                                   "top-up-" + std::to_string(t));
+      if (response.status == 201)
+        ++credited[id];
+      else
+        top_up_failures.push_back(std::to_string(response.status) + " " + response.body);
+      std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
+    }
+  });
+  for (auto& t : threads)
+    t.join();
+
+  BOOST_TEST(top_up_failures.empty(), top_up_failures.front());
+  BOOST_TEST(activations(gw, "user", "hibernation") > 0); // they did sleep and wake
+  auto sql = gw.open_db();
+  for (const auto& a : accounts) {
+    BOOST_TEST_CONTEXT("user " << a.user.id) {
+      BOOST_TEST(a.failures.empty());
+      BOOST_TEST(a.statuses.size() == static_cast<std::size_t>(bursts * calls_per_burst));
+      for (auto status : a.statuses)
+        BOOST_TEST(status == 200);
+      auto balance = check_ledger_invariants(*sql, a.user.id);
+      auto entries = ledger_of(*sql, a.user.id);
+      BOOST_TEST(entries.size() ==
+                 1u + static_cast<std::size_t>(credited[a.user.id]) + a.statuses.size());
+      int64_t charged = 0;
+      for (const auto& e : entries)
+        if (e.kind == "charge")
+          charged -= e.amount;
+      BOOST_TEST(balance == opening + 1'000 * credited[a.user.id] - charged);
+      BOOST_TEST(me_of(gw, a.user.key)["balance"] == balance);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
