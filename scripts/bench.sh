@@ -575,12 +575,13 @@ rss_settle() {
   echo "$b"
 }
 
-actors_live() {
-  # "KEYS USERS" from the tollgate_actors gauge of GET /metrics ("" if it has none).
-  curl -s --max-time 5 "http://127.0.0.1:$port_scale/metrics" 2>/dev/null | awk '
-    /^tollgate_actors\{kind="key"\}/ { k = $2 } /^tollgate_actors\{kind="user"\}/ { u = $2 }
+keys_and_users() {
+  # "KEYS USERS" from the gauge FAMILY{kind=...} of GET /metrics ("" if it has none).
+  curl -s --max-time 5 "http://127.0.0.1:$port_scale/metrics" 2>/dev/null | awk -v f="$1" '
+    $1 == f "{kind=\"key\"}" { k = $2 } $1 == f "{kind=\"user\"}" { u = $2 }
     END { if (k != "" || u != "") print (k == "" ? 0 : k) " " (u == "" ? 0 : u) }'
 }
+actors_live() { keys_and_users tollgate_actors; }
 
 wait_passivated() {
   # Waits until no key or user actor is live (per /metrics), at most idle_seconds + LIMIT s;
@@ -653,12 +654,7 @@ fi
 # 5c: hibernation (hibernate_seconds short, idle_seconds one day): the same activations; once
 # every actor has ended and left its record, the memory per idle key + user; then the same
 # keys again, woken from their records.
-hibernated_now() {
-  # "KEYS USERS" from the tollgate_hibernated gauge ("" if it has none).
-  curl -s --max-time 5 "http://127.0.0.1:$port_scale/metrics" 2>/dev/null | awk '
-    /^tollgate_hibernated\{kind="key"\}/ { k = $2 } /^tollgate_hibernated\{kind="user"\}/ { u = $2 }
-    END { if (k != "" || u != "") print (k == "" ? 0 : k) " " (u == "" ? 0 : u) }'
-}
+hibernated_now() { keys_and_users tollgate_hibernated; }
 woken_from_records() {
   curl -s --max-time 5 "http://127.0.0.1:$port_scale/metrics" 2>/dev/null |
     awk '/^tollgate_activations_total\{.*from="hibernation"/ { s += $2 } END { print s + 0 }'

@@ -637,14 +637,10 @@ caf::response_promise dispatch_here(self_ptr self, caf::message msg) {
   return promise;
 }
 
-/// Ends the key and user actors of a shard that left this node, and forgets its hibernated
-/// keys and users.
+/// Ends the key and user actors of a shard that left this node (its hibernated keys and
+/// users left with `save_windows_then`, which always runs first).
 void stop_shard(self_ptr self, int32_t shard) {
   auto& st = self->state;
-  auto in_shard = [=](const std::string& id) { return shard_of(self, id) == shard; };
-  st.sleeping_keys.take_if(in_shard, [](hibernated_key&&) {});
-  st.sleeping_users.take_if(in_shard, [](hibernated_user&&) {});
-  count_records(st);
   for (auto it = st.keys.begin(); it != st.keys.end();) {
     auto next = std::next(it);
     if (shard_of(self, it->first) == shard) {
@@ -667,8 +663,8 @@ void stop_shard(self_ptr self, int32_t shard) {
 }
 
 /// Before a shard leaves: its key and user actors end, and their windows (and those of its
-/// hibernated keys and users) wait in Redis for the next owner, which reads them when it
-/// activates each; then `then`.
+/// hibernated keys and users, whose records this node forgets) wait in Redis for the next
+/// owner, which reads them when it activates each; then `then`.
 void save_windows_then(self_ptr self, int32_t shard, std::function<void()> then) {
   auto& st = self->state;
   std::vector<std::pair<std::string, caf::actor>> leaving; // where its windows go, actor
@@ -679,16 +675,14 @@ void save_windows_then(self_ptr self, int32_t shard, std::function<void()> then)
     if (shard_of(self, id) == shard)
       leaving.emplace_back(user_windows_key(id), handle);
   std::vector<std::pair<std::string, std::string>> asleep; // where its windows go, windows
-  if (st.redis) {
-    auto in_shard = [=](const std::string& id) { return shard_of(self, id) == shard; };
-    st.sleeping_keys.take_if(in_shard, [&](hibernated_key&& slept) {
-      asleep.emplace_back(windows_key(slept.key.key_hash), slept.windows.to_text());
-    });
-    st.sleeping_users.take_if(in_shard, [&](hibernated_user&& slept) {
-      asleep.emplace_back(user_windows_key(slept.user.id), slept.windows.to_text());
-    });
-    count_records(st);
-  }
+  auto in_shard = [=](const std::string& id) { return shard_of(self, id) == shard; };
+  st.sleeping_keys.take_if(in_shard, [&](hibernated_key&& slept) {
+    asleep.emplace_back(windows_key(slept.key.key_hash), slept.windows.to_text());
+  });
+  st.sleeping_users.take_if(in_shard, [&](hibernated_user&& slept) {
+    asleep.emplace_back(user_windows_key(slept.user.id), slept.windows.to_text());
+  });
+  count_records(st);
   if (!st.redis || (leaving.empty() && asleep.empty())) {
     then();
     return;

@@ -29,13 +29,12 @@ public:
       : keep_(keep) {}
 
   void keep_for(clock::duration keep) { keep_ = keep; }
-  clock::duration keep() const { return keep_; }
 
   std::size_t size() const { return records_.size(); }
   bool empty() const { return records_.empty(); }
   bool contains(const std::string& id) const { return records_.count(id) > 0; }
 
-  /// Keeps `record` (in place of any record with its id) until `now` + keep().
+  /// Keeps `record` (in place of any record with its id) for the keep time from `now`.
   void put(Record record, clock::time_point now = clock::now()) {
     std::string id = std::move(record.id());
     record.id().clear();
