@@ -34,6 +34,7 @@ constexpr std::string_view default_config_path = "config/tollgate.json";
 constexpr int64_t max_seconds = 365 * 24 * 3600;
 
 constexpr std::array<std::string_view, 3> provider_kinds{"echo", "openai", "anthropic"};
+constexpr std::array<std::string_view, 3> provider_http_versions{"auto", "1.1", "2"};
 constexpr std::array<std::string_view, 4> strategies{"weighted", "least-busy", "lowest-latency",
                                                      "priority"};
 constexpr std::array<std::string_view, 6> log_levels{"trace", "debug", "info",
@@ -302,13 +303,13 @@ std::string check_non_empty(std::string_view text) {
 }
 
 provider_config read_provider(const json& value, std::string_view path) {
-  check_keys(value, path, {"name", "kind", "base_url", "api_key_env"});
+  check_keys(value, path, {"name", "kind", "base_url", "api_key_env", "http_version"});
   provider_config provider;
   provider.name = read_name(required(value, path, "name"), member_path(path, "name"));
   provider.kind =
       read_choice(required(value, path, "kind"), member_path(path, "kind"), provider_kinds);
   if (provider.kind == "echo") {
-    for (std::string_view key : {"base_url", "api_key_env"})
+    for (std::string_view key : {"base_url", "api_key_env", "http_version"})
       if (member(value, key))
         fail(member_path(path, key), "is not used by kind \"echo\"");
     return provider;
@@ -320,6 +321,12 @@ provider_config read_provider(const json& value, std::string_view path) {
     provider.api_key_env = read_string(*env, env_path);
     if (!is_env_name(provider.api_key_env))
       fail(env_path, "must be an environment variable name");
+  }
+  if (const auto* version = member(value, "http_version")) {
+    auto chosen = read_choice(*version, member_path(path, "http_version"), provider_http_versions);
+    provider.http = chosen == "2"     ? http_version::http2
+                    : chosen == "1.1" ? http_version::http1_1
+                                      : http_version::automatic;
   }
   return provider;
 }

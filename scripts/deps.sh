@@ -3,7 +3,7 @@
 #
 #   scripts/deps.sh            build + run: toolchain, libraries, curl
 #   scripts/deps.sh --test     also the test services (postgresql, redis-server)
-#   scripts/deps.sh --bench    also wrk (flags combine: --test --bench)
+#   scripts/deps.sh --bench    also wrk and nghttpx (flags combine: --test --bench)
 #
 # Prints one line naming what it installs, or nothing when everything is present.
 # apt-get update runs only when something is missing, so a warm machine is instant.
@@ -35,10 +35,11 @@ packages+=(curl ca-certificates)
 if ((want_test)); then
   # postgresql pulls postgresql-15 (+ psql); redis-server pulls redis-tools (redis-cli).
   # openssl: the cluster TLS test makes its own CA and node certificates.
-  packages+=(postgresql redis-server openssl)
+  # nghttp2-proxy: nghttpx, an HTTP/2 (h2c) front for the mock upstream.
+  packages+=(postgresql redis-server openssl nghttp2-proxy)
 fi
 if ((want_bench)); then
-  packages+=(wrk)
+  packages+=(wrk nghttp2-proxy)
 fi
 
 missing=()

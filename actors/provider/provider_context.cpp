@@ -19,10 +19,13 @@ std::string api_key_of(const config::provider_config& config) {
   return key ? key : "";
 }
 
-transfer_spec base_transfer(const upstream_call& call, std::string url, std::string body,
+transfer_spec base_transfer(const upstream_call& call, const config::provider_config& config,
+                            std::string_view path, std::string body,
                             std::vector<std::string> headers, const caf::actor& provider) {
   transfer_spec spec;
-  spec.url = std::move(url);
+  spec.url.reserve(config.base_url.size() + 1 + path.size());
+  spec.url.append(config.base_url).append("/").append(path);
+  spec.http = config.http;
   spec.headers = {"Content-Type: application/json",
                   call.stream ? "Accept: text/event-stream" : "Accept: application/json",
                   "X-Request-Id: " + call.request_id};

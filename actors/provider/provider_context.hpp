@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -23,12 +24,14 @@ struct upstream_call;
 std::string api_key_of(const config::provider_config& config);
 
 /// The parts of an upstream HTTP call every provider kind shares: JSON in, JSON or SSE out,
-/// the request id, the call's timeouts. `headers` adds the provider's own (auth, version).
+/// the request id, the call's timeouts, the provider's HTTP version. `path` follows the
+/// provider's base URL; `headers` adds the provider's own (auth, version).
 /// The loop thread talks to the requester directly (the stream bypasses the provider):
 /// `on_data` passes each piece on as it is, and `on_done` tells `provider` (which counts
 /// its transfers in flight) and then the requester. A provider kind that translates wraps
 /// or replaces them.
-transfer_spec base_transfer(const upstream_call& call, std::string url, std::string body,
+transfer_spec base_transfer(const upstream_call& call, const config::provider_config& config,
+                            std::string_view path, std::string body,
                             std::vector<std::string> headers, const caf::actor& provider);
 
 /// Spawns a provider actor of one kind, linked to nothing (its supervisor monitors it).

@@ -1,7 +1,9 @@
 #include "actors/provider/upstream_loop.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <string_view>
 #include <utility>
 
 #include <curl/curl.h>
@@ -77,6 +79,23 @@ size_t on_header(char* ptr, size_t size, size_t count, void* user) {
   return size * count;
 }
 
+/// HTTP/2 where asked for, or where TLS may negotiate it.
+bool may_speak_http2(const transfer_spec& spec) {
+  switch (spec.http) {
+  case config::http_version::http1_1:
+    return false;
+  case config::http_version::http2:
+    return true;
+  case config::http_version::automatic:
+    break;
+  }
+  constexpr std::string_view tls = "https://";
+  return spec.url.size() >= tls.size() &&
+         std::equal(tls.begin(), tls.end(), spec.url.begin(), [](char a, char b) {
+           return a == std::tolower(static_cast<unsigned char>(b));
+         });
+}
+
 } // namespace
 
 upstream_loop::upstream_loop() {
@@ -147,11 +166,31 @@ void upstream_loop::apply(command& cmd) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   // curl's receive buffer (16 KB by default) is most of what a transfer costs in memory,
   // and thousands of streams are open at once: a stream's events are a few hundred bytes
-  // each (1 KB is curl's least), a whole answer of a chat call a few KB.
-  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, t->spec.stream ? 1024L : 2048L);
+  // each (1 KB is curl's least), a whole answer of a chat call a few KB. Not over HTTP/2:
+  // there Debian's libcurl 7.88 stalls a transfer when more arrives at once than its buffer
+  // holds (the end of the answer is never delivered), so a transfer that may speak HTTP/2
+  // keeps curl's default, which holds a whole DATA frame.
+  if (!may_speak_http2(t->spec))
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, t->spec.stream ? 1024L : 2048L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+  switch (t->spec.http) {
+  case config::http_version::automatic:
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+    break;
+  case config::http_version::http1_1:
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    break;
+  case config::http_version::http2:
+    // On http:// a new connection's first request asks to upgrade (Upgrade: h2c). Not prior
+    // knowledge: Debian's libcurl 7.88 breaks a reused prior-knowledge connection (curl
+    // issue 10634, fixed in 8.0.0).
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2_0);
+    // A burst of calls waits for the connection being opened and shares it instead of
+    // opening one each; curl opens another when the upstream's stream limit is reached.
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    break;
+  }
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(t->spec.connect_timeout.count()));
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(t->spec.total_timeout.count()));

@@ -13,6 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "config/config.hpp"
+
 namespace tollgate {
 
 /// How an upstream transfer ended.
@@ -38,6 +40,8 @@ struct transfer_spec {
   /// Streamed transfers hand each piece of a 2xx body to `on_data` as it arrives; others
   /// collect the body into the result.
   bool stream = false;
+  /// With HTTP/2 the transfer waits for a connection it can share rather than open one.
+  config::http_version http = config::http_version::automatic;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds total_timeout{600'000};
   /// Ends the transfer (CURLE_OPERATION_TIMEDOUT) if no byte of the answer came by then, or

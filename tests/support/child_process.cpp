@@ -1,6 +1,7 @@
 #include "tests/support/child_process.hpp"
 
 #include "tests/support/http_client.hpp"
+#include "tests/support/ports.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <iterator>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -371,6 +373,37 @@ http_wait_result wait_for_http_ok(child_process& child, const std::string& url,
       return {http_wait_outcome::timed_out, last_error};
     std::this_thread::sleep_for(20ms);
   }
+}
+
+std::uint16_t
+spawn_on_free_port(child_process& child, child_options options,
+                   const std::function<std::vector<std::string>(std::uint16_t port)>& argv_for,
+                   const std::string& health_path, const std::string& what) {
+  constexpr int attempts = 3;
+  constexpr std::size_t log_tail = 40;
+  const auto& log = options.log_file;
+  std::string failure;
+  for (int attempt = 1; attempt <= attempts; ++attempt) {
+    auto port = free_loopback_port();
+    options.argv = argv_for(port);
+    auto log_size = std::filesystem::exists(log) ? std::filesystem::file_size(log) : 0;
+    child.spawn(options);
+    auto waited = wait_for_http_ok(child, "http://127.0.0.1:" + std::to_string(port) + health_path,
+                                   std::chrono::seconds{20});
+    if (waited.outcome == http_wait_outcome::ready)
+      return port;
+    child.kill();
+    failure = what + " did not come up (" + waited.detail + ")";
+    if (waited.outcome != http_wait_outcome::child_exited)
+      break;
+    std::ifstream in{log, std::ios::binary};
+    in.seekg(static_cast<std::streamoff>(log_size));
+    std::string added{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (added.find("in use") == std::string::npos)
+      break;
+  }
+  throw std::runtime_error(failure + "; last lines of " + log.string() + ":\n" +
+                           tail_lines(log, log_tail));
 }
 
 } // namespace tollgate::test

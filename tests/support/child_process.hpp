@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -87,5 +89,15 @@ struct http_wait_result {
 /// Polls GET `url` every 20 ms until it answers 200, `child` exits or `timeout` passes.
 http_wait_result wait_for_http_ok(child_process& child, const std::string& url,
                                   std::chrono::milliseconds timeout);
+
+/// Starts the HTTP server `options` (its argv made by `argv_for(port)`) on a free loopback
+/// port and waits until GET http://127.0.0.1:<port>`health_path` answers 200. If the child
+/// exits saying its port is in use (another process took it between the probe and the
+/// bind), it tries another port, three times in all. Returns the port; throws naming `what`,
+/// with the last lines of the log, if the server does not come up.
+std::uint16_t
+spawn_on_free_port(child_process& child, child_options options,
+                   const std::function<std::vector<std::string>(std::uint16_t port)>& argv_for,
+                   const std::string& health_path, const std::string& what);
 
 } // namespace tollgate::test

@@ -41,8 +41,8 @@ caf::behavior anthropic_provider(caf::stateful_actor<anthropic_provider_state>* 
         std::vector<std::string> own{std::string("anthropic-version: ") + api_version};
         if (!st.api_key.empty())
           own.push_back("x-api-key: " + st.api_key);
-        auto spec = base_transfer(call, st.ctx.config.base_url + "/messages", std::move(body),
-                                  std::move(own), caf::actor_cast<caf::actor>(self));
+        auto spec = base_transfer(call, st.ctx.config, "messages", std::move(body), std::move(own),
+                                  caf::actor_cast<caf::actor>(self));
         // The loop thread owns the stream's translator.
         auto requester = call.requester;
         auto attempt = call.attempt;

@@ -12,9 +12,8 @@ caf::behavior openai_provider(caf::stateful_actor<openai_provider_state>* self,
         std::vector<std::string> auth;
         if (!st.api_key.empty())
           auth.push_back("Authorization: Bearer " + st.api_key);
-        auto spec =
-            base_transfer(call, st.ctx.config.base_url + "/" + call.path, std::move(call.body),
-                          std::move(auth), caf::actor_cast<caf::actor>(self));
+        auto spec = base_transfer(call, st.ctx.config, call.path, std::move(call.body),
+                                  std::move(auth), caf::actor_cast<caf::actor>(self));
         ++st.in_flight;
         return st.ctx.loop->start(std::move(spec));
       },

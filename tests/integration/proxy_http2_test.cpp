@@ -1,0 +1,190 @@
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/harness.hpp"
+#include "tests/support/h2c_proxy.hpp"
+#include "tests/support/mock_upstream_process.hpp"
+
+// A provider with "http_version": "2" is called over HTTP/2 also on an http:// URL (h2c: a new
+// connection's first request asks to upgrade), and its concurrent calls share one
+// connection; "1.1" keeps one connection per call in flight. The upstream is nghttpx in front
+// of the mock, which tells in a `via` header which version reached it.
+
+using namespace tollgate;
+using namespace tollgate::test;
+using namespace tollgate::test::integration;
+using nlohmann::json;
+
+namespace {
+
+constexpr int64_t call_cost = 23; // 3 prompt + 2 x 10 completion tokens
+const std::string prompt = "over http two";
+
+/// Providers `h2` ("http_version": "2") at `h2_url` and `h1` ("1.1") at `h1_url`, and models
+/// `gpt-h2` and `gpt-h1` on them at the mock config's prices.
+json http_versions_config(const std::string& h2_url, const std::string& h1_url) {
+  auto config = mock_gateway_config(h2_url);
+  auto& mock_provider = config["providers"][0];
+  mock_provider["name"] = "h2";
+  mock_provider["http_version"] = "2";
+  config["providers"].push_back(
+      {{"name", "h1"}, {"kind", "openai"}, {"base_url", h1_url}, {"http_version", "1.1"}});
+  auto& h2_model = config["models"][0];
+  h2_model["name"] = "gpt-h2";
+  h2_model["deployments"][0]["provider"] = "h2";
+  // A stalled stream ends within 2 s, with an error event, rather than after a minute.
+  h2_model["deployments"][0]["timeouts"] = {{"idle_ms", 2000}};
+  auto h1_model = h2_model;
+  h1_model["name"] = "gpt-h1";
+  h1_model["deployments"][0]["provider"] = "h1";
+  config["models"].push_back(h1_model);
+  return config;
+}
+
+/// The `via` header of the mock's last recorded request.
+std::string last_via(mock_upstream& mock) {
+  auto recorded = mock.requests();
+  BOOST_TEST_REQUIRE(!recorded.empty());
+  return recorded.back()["headers"].value("via", "");
+}
+
+/// Every charge of the user is one call's cost; returns how many there are.
+int charges_of(soci::session& sql, const std::string& user_id) {
+  int charges = 0;
+  for (const auto& e : ledger_of(sql, user_id))
+    if (e.kind == "charge") {
+      ++charges;
+      BOOST_TEST(e.amount == -call_cost);
+    }
+  return charges;
+}
+
+/// Sends `calls` streamed calls of `model` at once, and, once the mock holds all of them,
+/// returns how many connections `proxy` has open; every call must end with [DONE].
+std::size_t connections_while_in_flight(const test_gateway& gw, const std::string& key,
+                                        mock_upstream& mock, const h2c_proxy& proxy,
+                                        const std::string& model, int calls) {
+  std::vector<http_response> responses(calls);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < calls; ++i)
+    clients.emplace_back([&, i] {
+      try {
+        auto client = gw.consumer(key);
+        responses[i] =
+            client.post("/v1/chat/completions", dump(chat_body(model, prompt, 10, true)));
+      } catch (const std::exception& error) {
+        responses[i].body = error.what(); // status stays 0
+      }
+    });
+  bool held = wait_until(std::chrono::seconds{20},
+                         [&] { return mock.stats()["in_flight"].get<int>() == calls; });
+  auto connections = proxy.client_connections();
+  for (auto& client : clients)
+    client.join();
+  BOOST_TEST(held, "the mock never held all " << calls << " calls at once");
+  for (int i = 0; i < calls; ++i)
+    BOOST_TEST_CONTEXT(model << " call " << i << ": " << responses[i].body) {
+      BOOST_TEST(responses[i].status == 200);
+      BOOST_TEST(summarize_stream(responses[i].body).done);
+    }
+  return connections;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(proxy_http2_sqlite)
+
+BOOST_AUTO_TEST_CASE(calls_travel_over_http2_and_are_charged) {
+  mock_upstream mock;
+  h2c_proxy h2(mock.port());
+  h2c_proxy h1(mock.port());
+  test_gateway gw(store::sqlite,
+                  options_with_config(http_versions_config(h2.base_url(), h1.base_url())));
+  auto admin = gw.admin();
+  auto ada = make_metered_user(admin, "ada@example.com", 10'000);
+  auto client = gw.consumer(ada.key);
+
+  // The first call opens the connection: HTTP/1.1 asking to upgrade, answered over HTTP/2.
+  auto opening = client.post("/v1/chat/completions", dump(chat_body("gpt-h2", prompt, 10)));
+  BOOST_TEST_REQUIRE(opening.status == 200, opening.body);
+  BOOST_TEST(last_via(mock) == "1.1 nghttpx");
+  auto buffered = client.post("/v1/chat/completions", dump(chat_body("gpt-h2", prompt, 10)));
+  BOOST_TEST_REQUIRE(buffered.status == 200, buffered.body);
+  BOOST_TEST(buffered.header("x-tollgate-cost") == std::to_string(call_cost));
+  BOOST_TEST(last_via(mock) == "2 nghttpx");
+
+  auto streamed = client.post("/v1/chat/completions", dump(chat_body("gpt-h2", prompt, 10, true)));
+  BOOST_TEST_REQUIRE(streamed.status == 200, streamed.body);
+  auto stream = summarize_stream(streamed.body);
+  BOOST_TEST(stream.done);
+  BOOST_TEST(stream.content_events > 0u);
+  BOOST_TEST(last_via(mock) == "2 nghttpx");
+
+  auto forced = client.post("/v1/chat/completions", dump(chat_body("gpt-h1", prompt, 10)));
+  BOOST_TEST_REQUIRE(forced.status == 200, forced.body);
+  BOOST_TEST(last_via(mock) == "1.1 nghttpx");
+
+  // Answers of 50 events that arrive at once arrive whole (each is several KB; a receive
+  // buffer smaller than that stalled HTTP/2 transfers until the idle timeout ended them).
+  BOOST_TEST_REQUIRE(mock.settings({{"chunks", 50}}).status == 200);
+  for (int i = 0; i < 5; ++i) {
+    auto r = client.post("/v1/chat/completions", dump(chat_body("gpt-h2", prompt, 10, true)));
+    BOOST_TEST_REQUIRE(r.status == 200, r.body);
+    auto long_stream = summarize_stream(r.body);
+    BOOST_TEST(long_stream.done, "call " << i << ": " << r.body);
+    BOOST_TEST(long_stream.content_events == 10u); // one token per event, at most 10 tokens
+  }
+
+  auto sql = gw.open_db();
+  BOOST_TEST(charges_of(*sql, ada.id) == 9);
+  BOOST_TEST(check_ledger_invariants(*sql, ada.id) == 10'000 - 9 * call_cost);
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_calls_share_one_connection) {
+  constexpr int calls = 40;
+  mock_upstream mock({"--ttft-ms", "1500"});
+  h2c_proxy h2(mock.port());
+  h2c_proxy h1(mock.port());
+  test_gateway gw(store::sqlite,
+                  options_with_config(http_versions_config(h2.base_url(), h1.base_url())));
+  auto admin = gw.admin();
+  auto ada = make_metered_user(admin, "ada@example.com", 100'000);
+
+  // One connection carries all of them: calls wait for it rather than open their own.
+  BOOST_TEST(connections_while_in_flight(gw, ada.key, mock, h2, "gpt-h2", calls) == 1u);
+  // Over HTTP/1.1 each call in flight holds a connection of its own.
+  BOOST_TEST(connections_while_in_flight(gw, ada.key, mock, h1, "gpt-h1", calls) ==
+             static_cast<std::size_t>(calls));
+
+  auto sql = gw.open_db();
+  BOOST_TEST(charges_of(*sql, ada.id) == 2 * calls);
+  BOOST_TEST(check_ledger_invariants(*sql, ada.id) == 100'000 - 2 * calls * call_cost);
+}
+
+BOOST_AUTO_TEST_CASE(an_upstream_without_http2_is_called_over_http1) {
+  mock_upstream mock; // HTTP/1.1 only: it answers the upgrade request as HTTP/1.1
+  test_gateway gw(store::sqlite,
+                  options_with_config(http_versions_config(mock.base_url(), mock.base_url())));
+  auto admin = gw.admin();
+  auto ada = make_metered_user(admin, "ada@example.com", 10'000);
+  auto client = gw.consumer(ada.key);
+
+  for (bool stream : {false, true, false, true}) {
+    auto r = client.post("/v1/chat/completions", dump(chat_body("gpt-h2", prompt, 10, stream)));
+    BOOST_TEST_CONTEXT((stream ? "streamed: " : "buffered: ") << r.body) {
+      BOOST_TEST_REQUIRE(r.status == 200);
+      if (stream)
+        BOOST_TEST(summarize_stream(r.body).done);
+    }
+  }
+  BOOST_TEST(mock.requests().back()["headers"].value("upgrade", "") == "h2c");
+  auto sql = gw.open_db();
+  BOOST_TEST(charges_of(*sql, ada.id) == 4);
+  BOOST_TEST(check_ledger_invariants(*sql, ada.id) == 10'000 - 4 * call_cost);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
