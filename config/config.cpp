@@ -34,7 +34,7 @@ constexpr std::string_view default_config_path = "config/tollgate.json";
 constexpr int64_t max_seconds = 365 * 24 * 3600;
 
 constexpr std::array<std::string_view, 3> provider_kinds{"echo", "openai", "anthropic"};
-constexpr std::array<std::string_view, 3> provider_http_versions{"auto", "1.1", "2"};
+constexpr std::array<std::string_view, 2> provider_http_versions{"auto", "1.1"};
 constexpr std::array<std::string_view, 4> strategies{"weighted", "least-busy", "lowest-latency",
                                                      "priority"};
 constexpr std::array<std::string_view, 6> log_levels{"trace", "debug", "info",
@@ -303,13 +303,13 @@ std::string check_non_empty(std::string_view text) {
 }
 
 provider_config read_provider(const json& value, std::string_view path) {
-  check_keys(value, path, {"name", "kind", "base_url", "api_key_env", "http_version"});
+  check_keys(value, path, {"name", "kind", "base_url", "api_key_env", "http_version", "tls_ca"});
   provider_config provider;
   provider.name = read_name(required(value, path, "name"), member_path(path, "name"));
   provider.kind =
       read_choice(required(value, path, "kind"), member_path(path, "kind"), provider_kinds);
   if (provider.kind == "echo") {
-    for (std::string_view key : {"base_url", "api_key_env", "http_version"})
+    for (std::string_view key : {"base_url", "api_key_env", "http_version", "tls_ca"})
       if (member(value, key))
         fail(member_path(path, key), "is not used by kind \"echo\"");
     return provider;
@@ -322,11 +322,16 @@ provider_config read_provider(const json& value, std::string_view path) {
     if (!is_env_name(provider.api_key_env))
       fail(env_path, "must be an environment variable name");
   }
-  if (const auto* version = member(value, "http_version")) {
-    auto chosen = read_choice(*version, member_path(path, "http_version"), provider_http_versions);
-    provider.http = chosen == "2"     ? http_version::http2
-                    : chosen == "1.1" ? http_version::http1_1
-                                      : http_version::automatic;
+  if (const auto* version = member(value, "http_version"))
+    provider.http =
+        read_choice(*version, member_path(path, "http_version"), provider_http_versions) == "1.1"
+            ? http_version::http1_1
+            : http_version::automatic;
+  if (const auto* ca = member(value, "tls_ca")) {
+    const auto ca_path = member_path(path, "tls_ca");
+    provider.tls_ca = read_name(*ca, ca_path);
+    if (!std::ifstream(provider.tls_ca))
+      fail(ca_path, "cannot read " + in_quotes(provider.tls_ca));
   }
   return provider;
 }

@@ -20,11 +20,10 @@ struct listen_address {
 
 /// Which HTTP version calls to a provider use.
 enum class http_version {
-  automatic, ///< "auto": HTTP/2 where TLS negotiates it (ALPN), else HTTP/1.1.
-  http1_1,   ///< "1.1": always HTTP/1.1.
-  /// "2": HTTP/2 also on http:// (h2c: a new connection's first request asks to upgrade);
-  /// on https:// as negotiated. Calls wait to share a connection rather than open one each.
-  http2,
+  /// "auto": HTTP/2 where TLS negotiates it (ALPN), and then the calls in flight share a
+  /// connection; HTTP/1.1 otherwise.
+  automatic,
+  http1_1, ///< "1.1": always HTTP/1.1, a connection per call in flight.
 };
 
 /// One upstream provider; `kind` is `echo`, `openai` or `anthropic`.
@@ -35,8 +34,9 @@ struct provider_config {
   std::string base_url;
   /// Name of the environment variable holding the upstream API key; empty if none.
   std::string api_key_env;
-  /// HTTP/2 multiplexes a provider's concurrent calls over a few connections.
   http_version http = http_version::automatic;
+  /// PEM file of the CAs that sign the upstream's certificate; empty: the system's CAs.
+  std::string tls_ca;
 };
 
 /// One place a public model is served from: a provider and the model name it knows.

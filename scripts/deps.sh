@@ -35,7 +35,7 @@ packages+=(curl ca-certificates)
 if ((want_test)); then
   # postgresql pulls postgresql-15 (+ psql); redis-server pulls redis-tools (redis-cli).
   # openssl: the cluster TLS test makes its own CA and node certificates.
-  # nghttp2-proxy: nghttpx, an HTTP/2 (h2c) front for the mock upstream.
+  # nghttp2-proxy: nghttpx, an HTTPS and HTTP/2 front for the mock upstream.
   packages+=(postgresql redis-server openssl nghttp2-proxy)
 fi
 if ((want_bench)); then

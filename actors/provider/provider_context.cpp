@@ -26,6 +26,7 @@ transfer_spec base_transfer(const upstream_call& call, const config::provider_co
   spec.url.reserve(config.base_url.size() + 1 + path.size());
   spec.url.append(config.base_url).append("/").append(path);
   spec.http = config.http;
+  spec.tls_ca = config.tls_ca;
   spec.headers = {"Content-Type: application/json",
                   call.stream ? "Accept: text/event-stream" : "Accept: application/json",
                   "X-Request-Id: " + call.request_id};

@@ -79,18 +79,10 @@ size_t on_header(char* ptr, size_t size, size_t count, void* user) {
   return size * count;
 }
 
-/// HTTP/2 where asked for, or where TLS may negotiate it.
+/// HTTP/2 where TLS may negotiate it.
 bool may_speak_http2(const transfer_spec& spec) {
-  switch (spec.http) {
-  case config::http_version::http1_1:
-    return false;
-  case config::http_version::http2:
-    return true;
-  case config::http_version::automatic:
-    break;
-  }
   constexpr std::string_view tls = "https://";
-  return spec.url.size() >= tls.size() &&
+  return spec.http == config::http_version::automatic && spec.url.size() >= tls.size() &&
          std::equal(tls.begin(), tls.end(), spec.url.begin(), [](char a, char b) {
            return a == std::tolower(static_cast<unsigned char>(b));
          });
@@ -174,23 +166,18 @@ void upstream_loop::apply(command& cmd) {
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, t->spec.stream ? 1024L : 2048L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  switch (t->spec.http) {
-  case config::http_version::automatic:
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
-    break;
-  case config::http_version::http1_1:
+  if (t->spec.http == config::http_version::http1_1) {
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
-    break;
-  case config::http_version::http2:
-    // On http:// a new connection's first request asks to upgrade (Upgrade: h2c). Not prior
-    // knowledge: Debian's libcurl 7.88 breaks a reused prior-knowledge connection (curl
-    // issue 10634, fixed in 8.0.0).
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2_0);
-    // A burst of calls waits for the connection being opened and shares it instead of
-    // opening one each; curl opens another when the upstream's stream limit is reached.
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-    break;
+  } else {
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+    // A burst of calls waits for the connection being opened and, if TLS chose HTTP/2,
+    // shares it instead of opening one each; curl opens another when the upstream's stream
+    // limit is reached. Not on http://: a burst would wait for the first answer.
+    if (may_speak_http2(t->spec))
+      curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   }
+  if (!t->spec.tls_ca.empty())
+    curl_easy_setopt(e, CURLOPT_CAINFO, t->spec.tls_ca.c_str());
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(t->spec.connect_timeout.count()));
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(t->spec.total_timeout.count()));
@@ -200,6 +187,7 @@ void upstream_loop::apply(command& cmd) {
   // curl keeps its own copies of these (the body, which it does not copy, stays).
   std::vector<std::string>().swap(t->spec.headers);
   std::string().swap(t->spec.url);
+  std::string().swap(t->spec.tls_ca);
   curl_multi_add_handle(multi_, e);
   t->started = clock::now();
   t->loop = this;

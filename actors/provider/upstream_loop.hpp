@@ -40,8 +40,9 @@ struct transfer_spec {
   /// Streamed transfers hand each piece of a 2xx body to `on_data` as it arrives; others
   /// collect the body into the result.
   bool stream = false;
-  /// With HTTP/2 the transfer waits for a connection it can share rather than open one.
   config::http_version http = config::http_version::automatic;
+  /// PEM file of the CAs to verify the upstream's certificate with; empty: the system's.
+  std::string tls_ca;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds total_timeout{600'000};
   /// Ends the transfer (CURLE_OPERATION_TIMEDOUT) if no byte of the answer came by then, or

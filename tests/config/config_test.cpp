@@ -502,23 +502,32 @@ BOOST_AUTO_TEST_CASE(provider_rules) {
                  "providers[0].api_key_env: is not used by kind \"echo\"");
   for (const json& env : {json("1KEY"), json(""), json("MY-KEY"), json(7)})
     check_rejected(with("/providers/1/api_key_env", env), "providers[1].api_key_env: must be");
-  for (const json& version : {json("3"), json("HTTP/2"), json(2), json(nullptr)})
+  for (const json& version : {json("2"), json("HTTP/2"), json(2), json(nullptr)})
     check_rejected(with("/providers/1/http_version", version),
-                   "providers[1].http_version: must be one of \"auto\", \"1.1\", \"2\"");
-  check_rejected(with("/providers/0/http_version", "2"),
+                   "providers[1].http_version: must be one of \"auto\", \"1.1\"");
+  check_rejected(with("/providers/0/http_version", "1.1"),
                  "providers[0].http_version: is not used by kind \"echo\"");
+  check_rejected(with("/providers/1/tls_ca", "/nonexistent/ca.pem"),
+                 "providers[1].tls_ca: cannot read \"/nonexistent/ca.pem\"");
+  for (const json& ca : {json(""), json(7)})
+    check_rejected(with("/providers/1/tls_ca", ca), "providers[1].tls_ca: must be a non-empty");
+  check_rejected(with("/providers/0/tls_ca", "/etc/hostname"),
+                 "providers[0].tls_ca: is not used by kind \"echo\"");
 }
 
-BOOST_AUTO_TEST_CASE(provider_http_versions) {
-  auto http_of_provider_1 = [](const json& document) {
-    return cfg::parse_config(document.dump(), "test.json").providers[1].http;
+BOOST_AUTO_TEST_CASE(provider_http_versions_and_cas) {
+  auto provider_1 = [](const json& document) {
+    return cfg::parse_config(document.dump(), "test.json").providers[1];
   };
-  BOOST_TEST((http_of_provider_1(example()) == cfg::http_version::automatic));
-  const std::pair<const char*, cfg::http_version> cases[] = {{"auto", cfg::http_version::automatic},
-                                                             {"1.1", cfg::http_version::http1_1},
-                                                             {"2", cfg::http_version::http2}};
-  for (const auto& [text, version] : cases)
-    BOOST_TEST((http_of_provider_1(with("/providers/1/http_version", text)) == version), text);
+  BOOST_TEST((provider_1(example()).http == cfg::http_version::automatic));
+  BOOST_TEST(
+      (provider_1(with("/providers/1/http_version", "auto")).http == cfg::http_version::automatic));
+  BOOST_TEST(
+      (provider_1(with("/providers/1/http_version", "1.1")).http == cfg::http_version::http1_1));
+  BOOST_TEST(provider_1(example()).tls_ca.empty());
+  scratch_dir dir;
+  auto ca = dir.write("ca.pem", "-----BEGIN CERTIFICATE-----\n");
+  BOOST_TEST(provider_1(with("/providers/1/tls_ca", ca)).tls_ca == ca);
 }
 
 BOOST_AUTO_TEST_CASE(model_rules) {

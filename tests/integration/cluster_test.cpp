@@ -22,6 +22,7 @@
 #include "tests/support/mock_upstream_process.hpp"
 #include "tests/support/ports.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/test_certificates.hpp"
 
 // A cluster of real tollgate processes on loopback sharing one PostgreSQL: calls spread over
 // every node, nodes join, drain, crash and stall, and each test ends by checking the
@@ -386,21 +387,13 @@ BOOST_AUTO_TEST_CASE(sqlite_is_refused) {
 }
 
 BOOST_AUTO_TEST_CASE(nodes_talk_over_tls) {
-  // A CA and one node certificate for both nodes, made here with the openssl tool.
+  // A CA and one node certificate for both nodes.
   temp_dir certs;
-  auto run = [&](const std::string& command) {
-    auto full = "cd '" + certs.path().string() + "' && " + command + " >/dev/null 2>&1";
-    BOOST_TEST_REQUIRE(std::system(full.c_str()) == 0, command);
-  };
-  run("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
-      "-subj /CN=tollgate-test-ca");
-  run("openssl req -newkey rsa:2048 -nodes -keyout node.key -out node.csr -subj /CN=127.0.0.1");
-  run("openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem "
-      "-days 2");
+  auto made = make_test_certificates(certs.path());
   mock_upstream mock;
-  json tls{{"tls_certificate", (certs / "node.pem").string()},
-           {"tls_key", (certs / "node.key").string()},
-           {"tls_ca", (certs / "ca.pem").string()}};
+  json tls{{"tls_certificate", made.certificate.string()},
+           {"tls_key", made.key.string()},
+           {"tls_ca", made.ca.string()}};
   test_cluster cluster(2, mock.base_url(), tls);
   auto admin = cluster.admin(0);
   const int64_t opening = 1'000'000;
@@ -421,10 +414,10 @@ BOOST_AUTO_TEST_CASE(nodes_talk_over_tls) {
   expect_all_succeeded(outcomes, "calls over a TLS cluster");
   expect_charged_exactly(cluster, hal, opening, outcomes);
   // The cluster port speaks TLS with the configured CA.
-  auto probe = "openssl s_client -brief -connect " + cluster.cluster_address(1) +
-               " -CAfile ca.pem -cert node.pem -key node.key </dev/null 2>&1 | grep -q "
-               "'Verification: OK'";
-  run(probe);
+  auto probe = "openssl s_client -brief -connect " + cluster.cluster_address(1) + " -CAfile '" +
+               made.ca.string() + "' -cert '" + made.certificate.string() + "' -key '" +
+               made.key.string() + "' </dev/null 2>&1 | grep -q 'Verification: OK'";
+  BOOST_TEST(std::system(probe.c_str()) == 0, probe);
 }
 
 BOOST_AUTO_TEST_CASE(concurrent_spend_never_exceeds_the_balance) {

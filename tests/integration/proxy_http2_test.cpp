@@ -6,13 +6,13 @@
 #include <vector>
 
 #include "tests/integration/harness.hpp"
-#include "tests/support/h2c_proxy.hpp"
+#include "tests/support/h2_proxy.hpp"
 #include "tests/support/mock_upstream_process.hpp"
 
-// A provider with "http_version": "2" is called over HTTP/2 also on an http:// URL (h2c: a new
-// connection's first request asks to upgrade), and its concurrent calls share one
-// connection; "1.1" keeps one connection per call in flight. The upstream is nghttpx in front
-// of the mock, which tells in a `via` header which version reached it.
+// A provider on https:// is called over HTTP/2 where TLS offers it, and its concurrent calls
+// share one connection; "http_version": "1.1" keeps one connection per call in flight. The
+// upstream is nghttpx in front of the mock, with a certificate from a CA of its own that the
+// provider's `tls_ca` names; it tells in a `via` header which version reached it.
 
 using namespace tollgate;
 using namespace tollgate::test;
@@ -24,15 +24,20 @@ namespace {
 constexpr int64_t call_cost = 23; // 3 prompt + 2 x 10 completion tokens
 const std::string prompt = "over http two";
 
-/// Providers `h2` ("http_version": "2") at `h2_url` and `h1` ("1.1") at `h1_url`, and models
-/// `gpt-h2` and `gpt-h1` on them at the mock config's prices.
-json http_versions_config(const std::string& h2_url, const std::string& h1_url) {
-  auto config = mock_gateway_config(h2_url);
-  auto& mock_provider = config["providers"][0];
-  mock_provider["name"] = "h2";
-  mock_provider["http_version"] = "2";
-  config["providers"].push_back(
-      {{"name", "h1"}, {"kind", "openai"}, {"base_url", h1_url}, {"http_version", "1.1"}});
+/// Providers `h2` (HTTP version "auto") at proxy `h2` and `h1` ("1.1") at proxy `h1`, each
+/// trusting its proxy's CA if `trusted`, and models `gpt-h2` and `gpt-h1` on them at the mock
+/// config's prices.
+json http_versions_config(const h2_proxy& h2, const h2_proxy& h1, bool trusted = true) {
+  auto config = mock_gateway_config(h2.base_url());
+  auto& h2_provider = config["providers"][0];
+  h2_provider["name"] = "h2";
+  json h1_provider{
+      {"name", "h1"}, {"kind", "openai"}, {"base_url", h1.base_url()}, {"http_version", "1.1"}};
+  if (trusted) {
+    h2_provider["tls_ca"] = h2.ca_file().string();
+    h1_provider["tls_ca"] = h1.ca_file().string();
+  }
+  config["providers"].push_back(h1_provider);
   auto& h2_model = config["models"][0];
   h2_model["name"] = "gpt-h2";
   h2_model["deployments"][0]["provider"] = "h2";
@@ -66,7 +71,7 @@ int charges_of(soci::session& sql, const std::string& user_id) {
 /// Sends `calls` streamed calls of `model` at once, and, once the mock holds all of them,
 /// returns how many connections `proxy` has open; every call must end with [DONE].
 std::size_t connections_while_in_flight(const test_gateway& gw, const std::string& key,
-                                        mock_upstream& mock, const h2c_proxy& proxy,
+                                        mock_upstream& mock, const h2_proxy& proxy,
                                         const std::string& model, int calls) {
   std::vector<http_response> responses(calls);
   std::vector<std::thread> clients;
@@ -100,18 +105,16 @@ BOOST_AUTO_TEST_SUITE(proxy_http2_sqlite)
 
 BOOST_AUTO_TEST_CASE(calls_travel_over_http2_and_are_charged) {
   mock_upstream mock;
-  h2c_proxy h2(mock.port());
-  h2c_proxy h1(mock.port());
-  test_gateway gw(store::sqlite,
-                  options_with_config(http_versions_config(h2.base_url(), h1.base_url())));
+  h2_proxy h2(mock.port());
+  h2_proxy h1(mock.port());
+  test_gateway gw(store::sqlite, options_with_config(http_versions_config(h2, h1)));
   auto admin = gw.admin();
   auto ada = make_metered_user(admin, "ada@example.com", 10'000);
   auto client = gw.consumer(ada.key);
 
-  // The first call opens the connection: HTTP/1.1 asking to upgrade, answered over HTTP/2.
   auto opening = client.post("/v1/chat/completions", dump(chat_body("gpt-h2", prompt, 10)));
   BOOST_TEST_REQUIRE(opening.status == 200, opening.body);
-  BOOST_TEST(last_via(mock) == "1.1 nghttpx");
+  BOOST_TEST(last_via(mock) == "2 nghttpx");
   auto buffered = client.post("/v1/chat/completions", dump(chat_body("gpt-h2", prompt, 10)));
   BOOST_TEST_REQUIRE(buffered.status == 200, buffered.body);
   BOOST_TEST(buffered.header("x-tollgate-cost") == std::to_string(call_cost));
@@ -147,10 +150,9 @@ BOOST_AUTO_TEST_CASE(calls_travel_over_http2_and_are_charged) {
 BOOST_AUTO_TEST_CASE(concurrent_calls_share_one_connection) {
   constexpr int calls = 40;
   mock_upstream mock({"--ttft-ms", "1500"});
-  h2c_proxy h2(mock.port());
-  h2c_proxy h1(mock.port());
-  test_gateway gw(store::sqlite,
-                  options_with_config(http_versions_config(h2.base_url(), h1.base_url())));
+  h2_proxy h2(mock.port());
+  h2_proxy h1(mock.port());
+  test_gateway gw(store::sqlite, options_with_config(http_versions_config(h2, h1)));
   auto admin = gw.admin();
   auto ada = make_metered_user(admin, "ada@example.com", 100'000);
 
@@ -165,26 +167,28 @@ BOOST_AUTO_TEST_CASE(concurrent_calls_share_one_connection) {
   BOOST_TEST(check_ledger_invariants(*sql, ada.id) == 100'000 - 2 * calls * call_cost);
 }
 
-BOOST_AUTO_TEST_CASE(an_upstream_without_http2_is_called_over_http1) {
-  mock_upstream mock; // HTTP/1.1 only: it answers the upgrade request as HTTP/1.1
-  test_gateway gw(store::sqlite,
-                  options_with_config(http_versions_config(mock.base_url(), mock.base_url())));
+BOOST_AUTO_TEST_CASE(a_certificate_from_an_untrusted_ca_fails_the_call_and_charges_nothing) {
+  mock_upstream mock;
+  h2_proxy proxy(mock.port());
+  // No tls_ca: the system's CAs do not know the proxy's.
+  test_gateway gw(store::sqlite, options_with_config(http_versions_config(proxy, proxy, false)));
   auto admin = gw.admin();
   auto ada = make_metered_user(admin, "ada@example.com", 10'000);
   auto client = gw.consumer(ada.key);
 
-  for (bool stream : {false, true, false, true}) {
-    auto r = client.post("/v1/chat/completions", dump(chat_body("gpt-h2", prompt, 10, stream)));
-    BOOST_TEST_CONTEXT((stream ? "streamed: " : "buffered: ") << r.body) {
-      BOOST_TEST_REQUIRE(r.status == 200);
-      if (stream)
-        BOOST_TEST(summarize_stream(r.body).done);
+  for (const char* model : {"gpt-h2", "gpt-h1"})
+    for (bool stream : {false, true}) {
+      auto r = client.post("/v1/chat/completions", dump(chat_body(model, prompt, 10, stream)));
+      BOOST_TEST_CONTEXT(model << (stream ? " streamed: " : " buffered: ") << r.body) {
+        expect_error(r, 502, "server_error", "upstream_unreachable", std::nullopt, model);
+        BOOST_TEST(r.body.find("certificate") != std::string::npos);
+      }
     }
-  }
-  BOOST_TEST(mock.requests().back()["headers"].value("upgrade", "") == "h2c");
+  BOOST_TEST(mock.stats()["requests"] == 0);
   auto sql = gw.open_db();
-  BOOST_TEST(charges_of(*sql, ada.id) == 4);
-  BOOST_TEST(check_ledger_invariants(*sql, ada.id) == 10'000 - 4 * call_cost);
+  BOOST_TEST(charges_of(*sql, ada.id) == 0);
+  BOOST_TEST(check_ledger_invariants(*sql, ada.id) == 10'000);
+  BOOST_TEST(me_of(gw, ada.key)["balance"] == 10'000);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
