@@ -105,6 +105,9 @@ for b in tollgate tollgate_mock_upstream tollgate_loadgen; do
 done
 command -v wrk >/dev/null || die "wrk is missing (scripts/deps.sh --bench)"
 command -v curl >/dev/null || die "curl is missing (scripts/deps.sh)"
+command -v openssl >/dev/null || die "openssl is missing (scripts/deps.sh --bench)"
+nghttpx_bin=$(command -v nghttpx || echo /usr/sbin/nghttpx) # Debian puts it in /usr/sbin
+[[ -x "$nghttpx_bin" ]] || die "nghttpx is missing (scripts/deps.sh --bench)"
 
 # 10,000 streams need 20,000+ descriptors in the gateway (client side + upstream side).
 want_files=65536
@@ -540,6 +543,68 @@ for arm in "${capacity_arms[@]}"; do
 done
 mock_settings '{"latency_ms":0,"ttft_ms":0,"chunks":4,"interval_ms":0}'
 
+# 4b. The same streams with the upstream over HTTP/2: HTTPS (HTTP/2 by ALPN) through nghttpx
+# in front of the mock, as a provider's edge. A stream then takes one descriptor in the
+# gateway, not two, so the open-files limit does not cap it. One round, tollgate on SQLite.
+h2_streams=$((quick ? 1000 : 10000))
+if ((files_limit < h2_streams + 500)); then
+  h2_streams=$(((files_limit - 500) / 250 * 250))
+fi
+log "4b capacity over HTTP/2: $h2_streams concurrent streams, upstream HTTPS through nghttpx"
+h2_dir="$work/h2"
+mkdir -p "$h2_dir"
+(cd "$h2_dir" &&
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+    -subj /CN=tollgate-bench-ca &&
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout server.key -out server.pem -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -addext basicConstraints=critical,CA:FALSE -CA ca.pem -CAkey ca.key) \
+  >"$work/h2-certs.log" 2>&1 || die "making the HTTP/2 arm's certificates failed"
+h2_port=$(free_port)
+h2_plain_port=$(free_port)
+start_process h2front "$work/h2front.log" "$nghttpx_bin" --conf=/dev/null \
+  "--frontend=127.0.0.1,$h2_port" "--frontend=127.0.0.1,$h2_plain_port;no-tls" \
+  "--backend=127.0.0.1,$mock_port" --workers=1 --no-ocsp --backend-read-timeout=10m \
+  "$h2_dir/server.key" "$h2_dir/server.pem"
+wait_http h2front "http://127.0.0.1:$h2_plain_port/health"
+cat >"$work/gateway-h2.json" <<JSON
+{ "log_level": "warn",
+  "providers": [ { "name": "mock", "kind": "openai", "base_url": "https://127.0.0.1:$h2_port/v1",
+                   "tls_ca": "$h2_dir/ca.pem" } ],
+  "models": [ { "name": "gpt-bench", "deployments": [ { "provider": "mock", "model": "mock-1" } ],
+                "input_price": 1000, "output_price": 2000 } ] }
+JSON
+start_gateway h2 "sqlite://$h2_dir/tollgate.db" "$work/gateway-h2.json"
+h2_key=$(make_key "$port_h2")
+mock_settings "{\"latency_ms\":0,\"ttft_ms\":$capacity_ttft_ms,\"chunks\":$stream_chunks,\"interval_ms\":$stream_interval_ms}"
+f="$work/results/capacity-h2"
+samples="$f.samples"
+reset_hwm h2
+sample_loop h2 "$samples" &
+pid_of[sampler]=$!
+# The gateway's connections to the upstream, sampled alongside.
+(while :; do
+  ss -tn state established "( dport = :$h2_port )" 2>/dev/null | tail -n +2 | wc -l
+  sleep 0.2
+done >"$f.connections") &
+pid_of[connections]=$!
+run_loadgen "$f" burst --stream --url "http://127.0.0.1:$port_h2/v1/chat/completions" \
+  --concurrency "$h2_streams" --connect-parallel 256 --timeout 60 \
+  --header "Authorization: Bearer $h2_key" --body "$stream_gateway"
+stop_process connections
+stop_process sampler
+h2_rss=$(status_kb h2 VmHWM)
+sampled_peak=$(awk 'BEGIN { m = 0 } $2 > m { m = $2 } END { print m }' "$samples" 2>/dev/null || echo 0)
+((sampled_peak > h2_rss)) && h2_rss=$sampled_peak
+h2_upstream_peak=$(awk 'BEGIN { m = 0 } $3 > m { m = $3 } END { print m }' "$samples" 2>/dev/null || echo 0)
+h2_connections=$(sort -n "$f.connections" 2>/dev/null | tail -n1)
+record_errors capacity-h2 sqlite "$f" errors
+log "  $(val "$f" ok) ok, $(val "$f" errors) errors, at the mock $h2_upstream_peak, upstream connections ${h2_connections:-?}, peak RSS $((h2_rss / 1024)) MB"
+check_alive
+stop_process h2
+stop_process h2front
+mock_settings '{"latency_ms":0,"ttft_ms":0,"chunks":4,"interval_ms":0}'
+
 # ---------------------------------------------------------------------------------------
 # 5. Scale of state: N keys and users activated, then passivated.
 
@@ -860,6 +925,18 @@ table=$(
 )
 
 kb_mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+h2_table=$(
+  echo "| 4b. capacity, upstream over HTTP/2 (HTTPS through nghttpx; tollgate on SQLite, one round) | measured |"
+  echo "|---|---:|"
+  echo "| concurrent streams | $(fmt "$h2_streams") |"
+  echo "| completed | $(fmt "$(val "$work/results/capacity-h2" ok)") |"
+  echo "| peak in flight at the mock | $(fmt "$h2_upstream_peak") |"
+  echo "| upstream connections (peak) | $(fmt "${h2_connections:-}") |"
+  echo "| peak resident memory, MB | $(kb_mb "$h2_rss") |"
+  echo "| TTFT p99 under that load, µs | $(fmt "$(val "$work/results/capacity-h2" ttft_p99_us)" auto) |"
+  echo "| errors | $(fmt "$(val "$work/results/capacity-h2" errors)") |"
+)
+
 scale_table=$(
   echo "| state (tollgate on SQLite, $(fmt "$keys") distinct keys, one user each) | measured | goal (issue 4) |"
   echo "|---|---:|---|"
@@ -923,7 +1000,13 @@ goals=$(
       cap_verdict="not measured at 10,000 (--quick)"
     fi
   fi
+  h2_errors=$(val "$work/results/capacity-h2" errors)
+  h2_verdict="not met"
+  [[ "${h2_errors:-1}" == 0 && "$(val "$work/results/capacity-h2" ok)" == "$h2_streams" ]] &&
+    ((h2_streams >= 10000)) && [[ $(meets "$(kb_mb "$h2_rss")" "<=" 300) == met ]] && h2_verdict=met
+  ((h2_streams < 10000)) && h2_verdict="not measured at 10,000"
   echo "| 10,000 concurrent streams in ≤ 300 MB, no errors | $(fmt "$capacity") streams: $(fmt "${cap_rss[sqlite]:-}" 1) MB, $(fmt "${cap_err[sqlite]:-}") errors | $cap_verdict |"
+  echo "| the same, upstream over HTTP/2 (4b) | $(fmt "$h2_streams") streams: $(kb_mb "$h2_rss") MB, $(fmt "${h2_errors:-}") errors | $h2_verdict |"
   echo "| ≤ 1.5 KB per activated idle key or user actor | $(fmt "$per_sleeping") bytes per idle key or user, hibernated; $(fmt "$per_actor") while its actor lives ($(fmt "$keys") keys + users) | $(meets "$per_sleeping" "<=" 1536) |"
 )
 
@@ -941,6 +1024,8 @@ dirty=$(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo " (wit
 
 echo
 echo "$table"
+echo
+echo "$h2_table"
 echo
 echo "$scale_table"
 echo
@@ -993,6 +1078,8 @@ $(for arm in "${gw_arms[@]}"; do
       echo "- ${arm_title[$arm]}: its closed-loop throughput ($(fmt "${rps[$arm]}") req/s) is below the paced $(fmt "$rate") req/s, so at that rate it is saturated and the latency in section 2 is mostly time spent queueing; section 2b shows it below saturation."
     fi
   done)
+
+$h2_table
 
 $scale_table
 
@@ -1068,6 +1155,11 @@ order rotated each round; tables show the median over rounds.
    ±10 MB here); the table shows the round with the median peak, and the errors of all
    rounds.
    ${capacity_note:+**In this run the arm was $capacity_note.**}
+   **4b** repeats it once with tollgate (SQLite) calling the upstream over HTTPS: nghttpx
+   (Debian's nghttp2-proxy) with a certificate of a CA made for the run, HTTP/2 by ALPN,
+   forwarding to the mock over HTTP/1.1, and the provider's \`tls_ca\` naming that CA. Its
+   upstream connections are the gateway's established connections to nghttpx
+   (\`ss -tn state established\`, sampled every 0.2 s).
 5. **State**: $(fmt "$keys") users (with accounts) and keys are inserted straight into a
    migrated SQLite database (\`tollgate_loadgen keys-db\`: key = \`tg-live-\` + 48 hex,
    key_hash = SHA-256), then each key is activated by one \`GET /v1/me\` (32 connections,

@@ -3,7 +3,7 @@
 #
 #   scripts/deps.sh            build + run: toolchain, libraries, curl
 #   scripts/deps.sh --test     also the test services (postgresql, redis-server)
-#   scripts/deps.sh --bench    also wrk and nghttpx (flags combine: --test --bench)
+#   scripts/deps.sh --bench    also wrk, nghttpx and openssl (flags combine: --test --bench)
 #
 # Prints one line naming what it installs, or nothing when everything is present.
 # apt-get update runs only when something is missing, so a warm machine is instant.
@@ -39,7 +39,8 @@ if ((want_test)); then
   packages+=(postgresql redis-server openssl nghttp2-proxy)
 fi
 if ((want_bench)); then
-  packages+=(wrk nghttp2-proxy)
+  # nghttpx and openssl: the capacity arm over HTTP/2 (HTTPS with a CA made for the run).
+  packages+=(wrk nghttp2-proxy openssl)
 fi
 
 missing=()
