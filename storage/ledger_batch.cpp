@@ -23,13 +23,17 @@ std::vector<ledger_result> ledger_batch_writer::commit(const std::vector<ledger_
         out.push_back({apply_status::fenced, post.change, "the shard lease moved to another node"});
         continue;
       }
-      if (!post.usage.request_id.empty())
+      // On PostgreSQL a charge's usage row travels in the charge's own statement.
+      bool usage_with_change =
+          !post.usage.request_id.empty() && post.change.amount != 0 && ledger_.writes_usage();
+      if (!post.usage.request_id.empty() && !usage_with_change)
         usage_.append(post.usage);
       if (post.change.amount == 0) {
         out.push_back({apply_status::committed, post.change, {}});
         continue;
       }
-      auto outcome = ledger_.apply(post.change, post.floor);
+      auto outcome =
+          ledger_.apply(post.change, post.floor, usage_with_change ? &post.usage : nullptr);
       if (outcome.status == apply_status::committed && !post.audit.action.empty()) {
         auto record = post.audit;
         // Both sides come from inside the transaction: exact even when a batch holds several

@@ -30,6 +30,22 @@ bool run_to_end(soci::statement& st) {
   return true;
 }
 
+/// PostgreSQL: the lookup of a change's request id, the account update (unless the request
+/// id has an entry, or the floor forbids it) and the entry insert, as CTEs of one statement
+/// that answers the new entry's id (0 if none), the new balance and the earlier entries.
+/// Parameter names are unique, as the usage insert before them has its own.
+constexpr const char* charge_ctes =
+    "prior AS (SELECT 1 FROM ledger_entries WHERE request_id = :lr), "
+    "upd AS (UPDATE accounts SET balance = balance + :la, updated_at = :lt "
+    "WHERE user_id = :lu AND balance + :la2 >= :lf "
+    "AND NOT EXISTS (SELECT 1 FROM prior) RETURNING balance), "
+    "ins AS (INSERT INTO ledger_entries (user_id, request_id, kind, amount, "
+    "balance_after, reason, actor, created_at) SELECT :lu2, :lr2, :lk, "
+    "CAST(:la3 AS BIGINT), balance, :lreason, :lactor, CAST(:lt2 AS BIGINT) "
+    "FROM upd RETURNING id) "
+    "SELECT COALESCE((SELECT id FROM ins), 0), "
+    "COALESCE((SELECT balance FROM upd), 0), (SELECT COUNT(*) FROM prior)";
+
 } // namespace
 
 /// The statements of `apply`, bound once to the fields below.
@@ -51,24 +67,39 @@ struct ledger_repository::prepared {
     find.alloc();
     find.prepare(std::string(select_entry) + "WHERE request_id = :r");
     find.define_and_bind();
-    if (sql.get_backend_name() == "postgresql")
-      combined.emplace(
-          (sql.prepare << "WITH prior AS (SELECT 1 FROM ledger_entries WHERE request_id = :r), "
-                          "upd AS (UPDATE accounts SET balance = balance + :a, updated_at = :t "
-                          "WHERE user_id = :u AND balance + :a2 >= :f "
-                          "AND NOT EXISTS (SELECT 1 FROM prior) RETURNING balance), "
-                          "ins AS (INSERT INTO ledger_entries (user_id, request_id, kind, amount, "
-                          "balance_after, reason, actor, created_at) SELECT :u2, :r2, :k, "
-                          "CAST(:a3 AS BIGINT), balance, :reason, :actor, CAST(:t2 AS BIGINT) "
-                          "FROM upd RETURNING id) "
-                          "SELECT COALESCE((SELECT id FROM ins), 0), "
-                          "COALESCE((SELECT balance FROM upd), 0), (SELECT COUNT(*) FROM prior)",
-           soci::use(change.request_id), soci::use(change.amount), soci::use(change.created_at),
-           soci::use(change.user_id), soci::use(change.amount), soci::use(floor),
-           soci::use(change.user_id), soci::use(change.request_id), soci::use(change.kind),
-           soci::use(change.amount), soci::use(change.reason), soci::use(change.actor),
-           soci::use(change.created_at), soci::into(id), soci::into(balance_after),
-           soci::into(prior)));
+    if (sql.get_backend_name() == "postgresql") {
+      combined.emplace(sql);
+      bind_charge(*combined);
+      combined->alloc();
+      combined->prepare(std::string("WITH ") + charge_ctes);
+      combined->define_and_bind();
+      with_usage.emplace(sql);
+      bind_usage(*with_usage, usage);
+      bind_charge(*with_usage);
+      with_usage->alloc();
+      with_usage->prepare(std::string("WITH usage AS (") + insert_usage_sql + "), " + charge_ctes);
+      with_usage->define_and_bind();
+    }
+  }
+
+  /// Binds the parameters and results of charge_ctes, in their order there.
+  void bind_charge(soci::statement& st) {
+    st.exchange(soci::use(change.request_id));
+    st.exchange(soci::use(change.amount));
+    st.exchange(soci::use(change.created_at));
+    st.exchange(soci::use(change.user_id));
+    st.exchange(soci::use(change.amount));
+    st.exchange(soci::use(floor));
+    st.exchange(soci::use(change.user_id));
+    st.exchange(soci::use(change.request_id));
+    st.exchange(soci::use(change.kind));
+    st.exchange(soci::use(change.amount));
+    st.exchange(soci::use(change.reason));
+    st.exchange(soci::use(change.actor));
+    st.exchange(soci::use(change.created_at));
+    st.exchange(soci::into(id));
+    st.exchange(soci::into(balance_after));
+    st.exchange(soci::into(prior));
   }
 
   schemas::ledger_entry change; ///< The change being applied (bound by `use`).
@@ -80,9 +111,13 @@ struct ledger_repository::prepared {
   soci::statement find;
   soci::statement update;
   soci::statement insert;
+  storage::usage_record usage; ///< The usage row written with the change (bound by `use`).
   /// PostgreSQL only: the find, the update and the insert in one statement, one round trip
-  /// to the server instead of three (a replay or a refusal then costs one more).
+  /// to the server instead of three (a replay or a refusal then costs one more)...
   std::optional<soci::statement> combined;
+  /// ...and the same with the call's usage row written first (data-modifying CTEs run even
+  /// when nothing refers to them).
+  std::optional<soci::statement> with_usage;
 };
 
 ledger_repository::ledger_repository(soci::session& sql)
@@ -96,13 +131,20 @@ ledger_repository::prepared& ledger_repository::statements() {
   return *prepared_;
 }
 
-apply_outcome ledger_repository::apply(const schemas::ledger_entry& change, int64_t floor) {
+bool ledger_repository::writes_usage() const {
+  return sql_.get_backend_name() == "postgresql";
+}
+
+apply_outcome ledger_repository::apply(const schemas::ledger_entry& change, int64_t floor,
+                                       const usage_record* usage) {
   auto& p = statements();
   p.change = change;
   p.floor = floor;
+  if (usage)
+    p.usage = *usage;
   if (p.combined) {
     p.id = 0;
-    run_to_end(*p.combined);
+    run_to_end(usage ? *p.with_usage : *p.combined);
     if (p.id > 0) {
       apply_outcome out{apply_status::committed, change};
       out.entry.balance_after = p.balance_after;

@@ -9,6 +9,7 @@
 #include <soci/soci.h>
 
 #include "schemas/records.hpp"
+#include "storage/usage_repository.hpp"
 
 namespace tollgate::storage {
 
@@ -39,8 +40,14 @@ public:
   ledger_repository& operator=(const ledger_repository&) = delete;
 
   /// Adds `change.amount` to the user's balance if the result stays >= `floor`, and appends
-  /// the entry with the resulting balance. Replays of a request id change nothing.
-  apply_outcome apply(const schemas::ledger_entry& change, int64_t floor);
+  /// the entry with the resulting balance. Replays of a request id change nothing. With
+  /// `usage` (only where writes_usage()) it also writes that usage row, as
+  /// usage_repository::append would, whatever becomes of the change.
+  apply_outcome apply(const schemas::ledger_entry& change, int64_t floor,
+                      const usage_record* usage = nullptr);
+  /// Whether apply writes a usage row in the same round trip (PostgreSQL); elsewhere the
+  /// caller appends it through usage_repository.
+  bool writes_usage() const;
 
   std::optional<schemas::ledger_entry> find_by_request(const std::string& request_id);
   /// Newest first; `before_id` 0 starts at the newest.

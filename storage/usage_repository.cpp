@@ -2,18 +2,31 @@
 
 namespace tollgate::storage {
 
+void bind_usage(soci::statement& st, usage_record& r) {
+  st.exchange(soci::use(r.request_id));
+  st.exchange(soci::use(r.user_id));
+  st.exchange(soci::use(r.key_id));
+  st.exchange(soci::use(r.model));
+  st.exchange(soci::use(r.deployment));
+  st.exchange(soci::use(r.prompt_tokens));
+  st.exchange(soci::use(r.completion_tokens));
+  st.exchange(soci::use(r.cost));
+  st.exchange(soci::use(r.latency_ms));
+  st.exchange(soci::use(r.ttft_ms));
+  st.exchange(soci::use(r.status));
+  st.exchange(soci::use(r.created_at));
+  st.exchange(soci::use(r.attempts));
+  st.exchange(soci::use(r.attempt_log));
+}
+
 struct usage_repository::prepared {
   explicit prepared(soci::session& sql)
-      : insert((sql.prepare << "INSERT INTO usage_records (request_id, user_id, key_id, model, "
-                               "deployment, prompt_tokens, completion_tokens, cost, latency_ms, "
-                               "ttft_ms, status, created_at, attempts, attempt_log) VALUES (:r, "
-                               ":u, :k, :m, :d, :p, :c, :cost, :l, :t, :s, :at, :n, :log) "
-                               "ON CONFLICT (request_id) DO NOTHING",
-                soci::use(r.request_id), soci::use(r.user_id), soci::use(r.key_id),
-                soci::use(r.model), soci::use(r.deployment), soci::use(r.prompt_tokens),
-                soci::use(r.completion_tokens), soci::use(r.cost), soci::use(r.latency_ms),
-                soci::use(r.ttft_ms), soci::use(r.status), soci::use(r.created_at),
-                soci::use(r.attempts), soci::use(r.attempt_log))) {}
+      : insert(sql) {
+    bind_usage(insert, r);
+    insert.alloc();
+    insert.prepare(insert_usage_sql);
+    insert.define_and_bind();
+  }
 
   usage_record r; ///< The record being written (bound by `use`).
   soci::statement insert;

@@ -33,6 +33,15 @@ struct usage_record {
   }
 };
 
+/// The insert of one usage record unless its request id has one, with a parameter per field
+/// of usage_record; `bind_usage` binds them to a statement in that order.
+constexpr const char* insert_usage_sql =
+    "INSERT INTO usage_records (request_id, user_id, key_id, model, deployment, prompt_tokens, "
+    "completion_tokens, cost, latency_ms, ttft_ms, status, created_at, attempts, attempt_log) "
+    "VALUES (:r, :u, :k, :m, :d, :p, :c, :cost, :l, :t, :s, :at, :n, :log) "
+    "ON CONFLICT (request_id) DO NOTHING";
+void bind_usage(soci::statement& st, usage_record& r);
+
 /// usage_records: one row per metered request, keyed by its request id.
 /// The insert of `append` is prepared on first use and kept, like the ledger's.
 class usage_repository {

@@ -103,6 +103,70 @@ void check_batches_commit_together(const storage::database& db) {
   BOOST_TEST(audit[0].after_json.find("\"balance_after\":300") != std::string::npos);
 }
 
+storage::usage_record usage_of_call(const std::string& user, const std::string& request,
+                                    int64_t cost) {
+  storage::usage_record u;
+  u.request_id = request;
+  u.user_id = user;
+  u.key_id = "key_test";
+  u.model = "gpt-test";
+  u.deployment = "mock/mock-1";
+  u.prompt_tokens = 3;
+  u.completion_tokens = 10;
+  u.cost = cost;
+  u.status = "ok";
+  u.created_at = storage::unix_now();
+  u.attempts = 1;
+  u.attempt_log = "mock/mock-1:ok";
+  return u;
+}
+
+/// A call's usage row is written once per request id, with its charge or without one (a free
+/// call, a refused or replayed charge). On PostgreSQL it travels in the charge's statement.
+void check_batches_write_usage_rows(const storage::database& db) {
+  auto sql = db.open();
+  storage::apply_migrations(*sql, db.backend_name());
+  auto a = make_user(*sql, "a@example.com");
+  storage::ledger_repository(*sql).apply(change(a.id, "opening", 1000), 0);
+  auto charge = [&](const std::string& request, int64_t amount) {
+    auto c = change(a.id, request, amount);
+    c.kind = "charge";
+    return storage::ledger_post{c, 0, {}, usage_of_call(a.id, request, -amount)};
+  };
+  std::vector<storage::ledger_post> posts{charge("c1", -100), charge("c2", -5000),
+                                          charge("c1", -100), charge("c3", 0)};
+  posts.push_back({change(a.id, "c4", -50), 0, {}, {}}); // a charge without a usage row
+  auto results = storage::commit_batch(*sql, posts);
+  BOOST_REQUIRE_EQUAL(results.size(), posts.size());
+  BOOST_TEST_INFO("store error: " << results[0].error);
+  BOOST_TEST((results[0].status == storage::apply_status::committed));
+  BOOST_TEST(results[0].entry.balance_after == 900);
+  BOOST_TEST((results[1].status == storage::apply_status::insufficient));
+  BOOST_TEST((results[2].status == storage::apply_status::replayed));
+  BOOST_TEST((results[3].status == storage::apply_status::committed));
+  BOOST_TEST((results[4].status == storage::apply_status::committed));
+  BOOST_TEST(results[4].entry.balance_after == 850);
+
+  std::vector<std::string> requests;
+  std::vector<int64_t> costs;
+  soci::rowset<soci::row> rows =
+      (sql->prepare << "SELECT request_id, cost, key_id, attempt_log FROM usage_records "
+                       "WHERE user_id = :u ORDER BY request_id",
+       soci::use(a.id));
+  for (const auto& row : rows) {
+    requests.push_back(row.get<std::string>(0));
+    costs.push_back(row.get<long long>(1));
+    BOOST_TEST(row.get<std::string>(2) == "key_test");
+    BOOST_TEST(row.get<std::string>(3) == "mock/mock-1:ok");
+  }
+  BOOST_TEST(requests == (std::vector<std::string>{"c1", "c2", "c3"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(costs == (std::vector<int64_t>{100, 5000, 0}), boost::test_tools::per_element());
+  storage::ledger_repository ledger(*sql);
+  BOOST_TEST(*ledger.balance(a.id) == 850);
+  BOOST_TEST(ledger.sum(a.id) == 850);
+}
+
 void check_ledger_is_append_only(const storage::database& db) {
   auto sql = db.open();
   storage::apply_migrations(*sql, db.backend_name());
@@ -168,6 +232,9 @@ BOOST_AUTO_TEST_CASE(apply) {
 BOOST_AUTO_TEST_CASE(batches) {
   test::on_sqlite(check_batches_commit_together);
 }
+BOOST_AUTO_TEST_CASE(usage_rows) {
+  test::on_sqlite(check_batches_write_usage_rows);
+}
 BOOST_AUTO_TEST_CASE(append_only) {
   test::on_sqlite(check_ledger_is_append_only);
 }
@@ -187,6 +254,9 @@ BOOST_AUTO_TEST_CASE(apply) {
 }
 BOOST_AUTO_TEST_CASE(batches) {
   test::on_postgres(check_batches_commit_together);
+}
+BOOST_AUTO_TEST_CASE(usage_rows) {
+  test::on_postgres(check_batches_write_usage_rows);
 }
 BOOST_AUTO_TEST_CASE(append_only) {
   test::on_postgres(check_ledger_is_append_only);
