@@ -50,7 +50,7 @@ constexpr const char* charge_ctes =
 
 /// The statements of `apply`, bound once to the fields below.
 struct ledger_repository::prepared {
-  explicit prepared(soci::session& sql)
+  prepared(soci::session& sql, bool postgres)
       : find(sql)
       , update((sql.prepare << "UPDATE accounts SET balance = balance + :a, updated_at = :t "
                                "WHERE user_id = :u AND balance + :a2 >= :f RETURNING balance",
@@ -67,7 +67,7 @@ struct ledger_repository::prepared {
     find.alloc();
     find.prepare(std::string(select_entry) + "WHERE request_id = :r");
     find.define_and_bind();
-    if (sql.get_backend_name() == "postgresql") {
+    if (postgres) {
       combined.emplace(sql);
       bind_charge(*combined);
       combined->alloc();
@@ -121,18 +121,19 @@ struct ledger_repository::prepared {
 };
 
 ledger_repository::ledger_repository(soci::session& sql)
-    : sql_(sql) {}
+    : sql_(sql)
+    , postgres_(sql.get_backend_name() == "postgresql") {}
 
 ledger_repository::~ledger_repository() = default;
 
 ledger_repository::prepared& ledger_repository::statements() {
   if (!prepared_)
-    prepared_ = std::make_unique<prepared>(sql_);
+    prepared_ = std::make_unique<prepared>(sql_, postgres_);
   return *prepared_;
 }
 
 bool ledger_repository::writes_usage() const {
-  return sql_.get_backend_name() == "postgresql";
+  return postgres_;
 }
 
 apply_outcome ledger_repository::apply(const schemas::ledger_entry& change, int64_t floor,

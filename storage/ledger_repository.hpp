@@ -62,6 +62,7 @@ private:
   prepared& statements();
 
   soci::session& sql_;
+  const bool postgres_;
   std::unique_ptr<prepared> prepared_;
 };
 
