@@ -187,7 +187,7 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   caf::actor_system sys{sys_cfg};
   std::size_t readers = db->is_sqlite() ? 2 : 4;
   db_pool pool(sys, db, readers);
-  auto committer = sys.spawn<caf::detached>(db_worker, db);
+  auto committer = sys.spawn<caf::detached>(db_worker, db, "tg-ledger");
   auto ledger = sys.spawn(ledger_writer, committer);
   schemas::rate_limits default_limits{cfg.limits.rpm.value_or(0), cfg.limits.tpm.value_or(0),
                                       cfg.limits.rpd.value_or(0)};
@@ -252,7 +252,7 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
     storage::node_row me{
         node_id, config::to_string(*cluster.listen), config::to_string(cfg.listen), "active", 0, 0};
     agent = sys.spawn(cluster_agent, me, static_cast<int32_t>(cluster.shards), cluster.lease,
-                      sys.spawn<caf::detached>(db_worker, db), directory);
+                      sys.spawn<caf::detached>(db_worker, db, "tg-cluster-db"), directory);
     std::printf("tollgate cluster node %s: peers reach it on %s\n", node_id.c_str(),
                 config::to_string(*cluster.listen).c_str());
   }

@@ -10,6 +10,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/metrics/metrics.hpp"
+#include "actors/thread_name.hpp"
 #include "http/me_request.hpp"
 #include "http/proxy_request.hpp"
 #include "http/request_actor.hpp"
@@ -388,6 +389,7 @@ std::vector<route> routes() {
 
 /// Authentication and body checks shared by every route, then the route's own handler.
 status dispatch(const ctx_ptr& ctx, const route& r, request_handle req, params route_params) {
+  name_this_thread_once("tg-http"); // RESTinio's I/O threads
   auto request_id = request_id_of(req);
   call c{std::move(req), std::move(request_id), std::move(route_params)};
   if (auto err = check_body(c.req, ctx->max_body_bytes))

@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 
+#include "actors/thread_name.hpp"
+
 namespace tollgate {
 
 struct upstream_loop::transfer {
@@ -257,6 +259,7 @@ upstream_loop::clock::duration upstream_loop::expire_silent(clock::duration long
 }
 
 void upstream_loop::run() {
+  name_this_thread("tg-upstream");
   while (!stopping_) {
     std::vector<command> batch;
     {

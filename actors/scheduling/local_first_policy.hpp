@@ -12,6 +12,8 @@
 #include <caf/resumable.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
 
+#include "actors/thread_name.hpp"
+
 namespace tollgate {
 
 /// The CAF scheduling policy of the gateway, made for calls that are a chain of short actor
@@ -94,6 +96,7 @@ public:
 
   template <class Worker>
   job dequeue(Worker* self) {
+    name_this_thread_once("tg-worker");
     auto& c = d(self->parent());
     auto& w = d(self);
     for (;;) {

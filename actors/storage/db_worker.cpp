@@ -1,5 +1,7 @@
 #include "actors/storage/db_worker.hpp"
 
+#include "actors/thread_name.hpp"
+
 namespace tollgate {
 
 namespace {
@@ -12,7 +14,9 @@ void close_session(db_worker_state& st) {
 } // namespace
 
 caf::behavior db_worker(caf::stateful_actor<db_worker_state>* self,
-                        std::shared_ptr<const storage::database> db) {
+                        std::shared_ptr<const storage::database> db, const char* thread_name) {
+  // A detached actor is initialized on its own thread.
+  name_this_thread(thread_name);
   self->state.db = std::move(db);
   return {
       [=](db_job& job) -> caf::expected<caf::message> {
@@ -39,7 +43,7 @@ caf::behavior db_worker(caf::stateful_actor<db_worker_state>* self,
 db_pool::db_pool(caf::actor_system& sys, std::shared_ptr<const storage::database> db,
                  std::size_t size) {
   for (std::size_t i = 0; i < size; ++i)
-    workers_.push_back(sys.spawn<caf::detached>(db_worker, db));
+    workers_.push_back(sys.spawn<caf::detached>(db_worker, db, "tg-db-read"));
 }
 
 const caf::actor& db_pool::next() {

@@ -17,9 +17,10 @@ struct db_worker_state {
   storage::session_cache cache;           ///< Cleared whenever the session closes.
 };
 
-/// Runs db_jobs on its own session. Spawned detached: blocking is its purpose.
+/// Runs db_jobs on its own session. Spawned detached: blocking is its purpose. Its thread is
+/// named `thread_name` (at most 15 characters).
 caf::behavior db_worker(caf::stateful_actor<db_worker_state>* self,
-                        std::shared_ptr<const storage::database> db);
+                        std::shared_ptr<const storage::database> db, const char* thread_name);
 
 /// A few db workers served round-robin; used by one actor at a time (not thread-safe).
 class db_pool {

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/thread_name.hpp"
+
 namespace tollgate {
 
 namespace {
@@ -29,6 +31,7 @@ T guarded(self_ptr self, T fallback, Fn fn) {
 } // namespace
 
 caf::behavior redis_worker(caf::stateful_actor<redis_worker_state>* self, config::redis_url url) {
+  name_this_thread("tg-redis"); // a detached actor is initialized on its own thread
   self->state.redis = std::make_unique<storage::redis_client>(std::move(url));
   return {
       [=](caf::get_atom, const std::string& key) {

@@ -1,5 +1,8 @@
 #include <chrono>
 #include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -257,6 +260,36 @@ BOOST_AUTO_TEST_CASE(a_passivated_key_keeps_its_day_window) {
 
 BOOST_AUTO_TEST_CASE(a_passivated_user_keeps_its_day_window) {
   check_day_window_survives_passivation({{"rpd", 3}}, json::object());
+}
+
+BOOST_AUTO_TEST_CASE(threads_carry_the_names_operators_see) {
+  // top -H, perf and /proc tell the gateway's threads apart by these names.
+  mock_upstream mock;
+  test_gateway gw(store::sqlite, options_with_config(mock_gateway_config(mock.base_url())));
+  auto admin = gw.admin();
+  auto ada = make_metered_user(admin, "ada@example.com", 10'000);
+  auto r = gw.consumer(ada.key).post("/v1/chat/completions", dump(chat_body("gpt-mock", "hi", 5)));
+  BOOST_TEST_REQUIRE(r.status == 200, r.body);
+  std::map<std::string, int> names;
+  auto tasks = std::filesystem::path("/proc") / std::to_string(gw.process().pid()) / "task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    ++names[name];
+  }
+  BOOST_TEST_CONTEXT("threads: " << [&] {
+    std::string all;
+    for (const auto& [name, count] : names)
+      all += name + " x" + std::to_string(count) + ", ";
+    return all;
+  }()) {
+    BOOST_TEST(names["tg-ledger"] == 1);   // the ledger committer
+    BOOST_TEST(names["tg-upstream"] == 1); // the curl loop
+    BOOST_TEST(names["tg-db-read"] == 2);  // SQLite readers
+    BOOST_TEST(names["tg-worker"] >= 1);   // actor workers
+    BOOST_TEST(names["tg-http"] >= 1);     // RESTinio threads that served a request
+  }
 }
 
 BOOST_AUTO_TEST_CASE(prometheus_parser_rejects_bad_text) {
