@@ -149,7 +149,8 @@ BOOST_AUTO_TEST_CASE(calls_travel_over_http2_and_are_charged) {
 
 BOOST_AUTO_TEST_CASE(concurrent_calls_share_one_connection) {
   constexpr int calls = 40;
-  mock_upstream mock({"--ttft-ms", "1500"});
+  // Held long enough for all of them to be at the mock at once, even on a busy machine.
+  mock_upstream mock({"--ttft-ms", "3000"});
   h2_proxy h2(mock.port());
   h2_proxy h1(mock.port());
   test_gateway gw(store::sqlite, options_with_config(http_versions_config(h2, h1)));
