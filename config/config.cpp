@@ -303,13 +303,16 @@ std::string check_non_empty(std::string_view text) {
 }
 
 provider_config read_provider(const json& value, std::string_view path) {
-  check_keys(value, path, {"name", "kind", "base_url", "api_key_env", "http_version", "tls_ca"});
+  check_keys(
+      value, path,
+      {"name", "kind", "base_url", "api_key_env", "http_version", "tls_ca", "max_connections"});
   provider_config provider;
   provider.name = read_name(required(value, path, "name"), member_path(path, "name"));
   provider.kind =
       read_choice(required(value, path, "kind"), member_path(path, "kind"), provider_kinds);
   if (provider.kind == "echo") {
-    for (std::string_view key : {"base_url", "api_key_env", "http_version", "tls_ca"})
+    for (std::string_view key :
+         {"base_url", "api_key_env", "http_version", "tls_ca", "max_connections"})
       if (member(value, key))
         fail(member_path(path, key), "is not used by kind \"echo\"");
     return provider;
@@ -333,6 +336,8 @@ provider_config read_provider(const json& value, std::string_view path) {
     if (!std::ifstream(provider.tls_ca))
       fail(ca_path, "cannot read " + in_quotes(provider.tls_ca));
   }
+  if (const auto* cap = member(value, "max_connections"))
+    provider.max_connections = read_integer(*cap, member_path(path, "max_connections"), 1, 65536);
   return provider;
 }
 

@@ -37,6 +37,9 @@ struct provider_config {
   http_version http = http_version::automatic;
   /// PEM file of the CAs that sign the upstream's certificate; empty: the system's CAs.
   std::string tls_ca;
+  /// Connections to the upstream at most; 0: no cap. Calls beyond what they carry (one each
+  /// over HTTP/1.1, up to the upstream's stream limit each over HTTP/2) wait for room.
+  int64_t max_connections = 0;
 };
 
 /// One place a public model is served from: a provider and the model name it knows.

@@ -570,7 +570,7 @@ wait_http h2front "http://127.0.0.1:$h2_plain_port/health"
 cat >"$work/gateway-h2.json" <<JSON
 { "log_level": "warn",
   "providers": [ { "name": "mock", "kind": "openai", "base_url": "https://127.0.0.1:$h2_port/v1",
-                   "tls_ca": "$h2_dir/ca.pem" } ],
+                   "tls_ca": "$h2_dir/ca.pem", "max_connections": 100 } ],
   "models": [ { "name": "gpt-bench", "deployments": [ { "provider": "mock", "model": "mock-1" } ],
                 "input_price": 1000, "output_price": 2000 } ] }
 JSON
@@ -1157,7 +1157,8 @@ order rotated each round; tables show the median over rounds.
    ${capacity_note:+**In this run the arm was $capacity_note.**}
    **4b** repeats it once with tollgate (SQLite) calling the upstream over HTTPS: nghttpx
    (Debian's nghttp2-proxy) with a certificate of a CA made for the run, HTTP/2 by ALPN,
-   forwarding to the mock over HTTP/1.1, and the provider's \`tls_ca\` naming that CA. Its
+   forwarding to the mock over HTTP/1.1, and the provider's \`tls_ca\` naming that CA and
+   \`max_connections\` 100 (nghttpx allows 100 streams per connection). Its
    upstream connections are the gateway's established connections to nghttpx
    (\`ss -tn state established\`, sampled every 0.2 s).
 5. **State**: $(fmt "$keys") users (with accounts) and keys are inserted straight into a

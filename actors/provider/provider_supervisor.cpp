@@ -27,6 +27,15 @@ void start_child(self_ptr self, const std::string& name) {
   self->send(self->state.router, provider_up_atom_v, name, c.handle);
 }
 
+/// The upstream loop of provider `p`: the node's shared one, or, if `p` caps its connections,
+/// a loop (and thread) of its own, since curl caps connections per loop.
+std::shared_ptr<upstream_loop> loop_for(const config::provider_config& p,
+                                        const std::shared_ptr<upstream_loop>& shared) {
+  if (p.max_connections <= 0)
+    return shared;
+  return std::make_shared<upstream_loop>(static_cast<long>(p.max_connections));
+}
+
 } // namespace
 
 caf::behavior provider_supervisor(caf::stateful_actor<provider_supervisor_state>* self,
@@ -40,7 +49,9 @@ caf::behavior provider_supervisor(caf::stateful_actor<provider_supervisor_state>
   providers.push_back(test_echo);
   for (auto& p : providers) {
     auto name = p.name;
-    st.children[name] = provider_supervisor_state::child(provider_context{std::move(p), loop});
+    auto own_loop = loop_for(p, loop);
+    st.children[name] =
+        provider_supervisor_state::child(provider_context{std::move(p), std::move(own_loop)});
     start_child(self, name);
   }
   self->set_down_handler([=](caf::down_msg& msg) {
@@ -82,7 +93,7 @@ caf::behavior provider_supervisor(caf::stateful_actor<provider_supervisor_state>
           if (self->state.children.count(p.name) > 0)
             continue;
           self->state.children[p.name] =
-              provider_supervisor_state::child(provider_context{p, loop});
+              provider_supervisor_state::child(provider_context{p, loop_for(p, loop)});
           start_child(self, p.name);
         }
       },

@@ -92,12 +92,14 @@ bool may_speak_http2(const transfer_spec& spec) {
 
 } // namespace
 
-upstream_loop::upstream_loop() {
+upstream_loop::upstream_loop(long max_host_connections) {
   static curl_global global;
   multi_ = curl_multi_init();
   // Reuse connections across calls; multiplex HTTP/2 streams where the upstream offers it.
   curl_multi_setopt(multi_, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
   curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 1024L);
+  if (max_host_connections > 0)
+    curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
   thread_ = std::thread([this] { run(); });
 }
 

@@ -63,7 +63,9 @@ class upstream_loop {
 public:
   struct transfer;
 
-  upstream_loop();
+  /// `max_host_connections`: connections to one host at most (0: no cap); transfers beyond
+  /// what they carry wait in curl's queue for a connection or, over HTTP/2, a stream.
+  explicit upstream_loop(long max_host_connections = 0);
   ~upstream_loop();
 
   upstream_loop(const upstream_loop&) = delete;

@@ -513,6 +513,10 @@ BOOST_AUTO_TEST_CASE(provider_rules) {
     check_rejected(with("/providers/1/tls_ca", ca), "providers[1].tls_ca: must be a non-empty");
   check_rejected(with("/providers/0/tls_ca", "/etc/hostname"),
                  "providers[0].tls_ca: is not used by kind \"echo\"");
+  for (const json& cap : {json(0), json(-1), json(70000), json(1.5), json("2")})
+    check_rejected(with("/providers/1/max_connections", cap), "providers[1].max_connections:");
+  check_rejected(with("/providers/0/max_connections", 4),
+                 "providers[0].max_connections: is not used by kind \"echo\"");
 }
 
 BOOST_AUTO_TEST_CASE(provider_http_versions_and_cas) {
@@ -528,6 +532,8 @@ BOOST_AUTO_TEST_CASE(provider_http_versions_and_cas) {
   scratch_dir dir;
   auto ca = dir.write("ca.pem", "-----BEGIN CERTIFICATE-----\n");
   BOOST_TEST(provider_1(with("/providers/1/tls_ca", ca)).tls_ca == ca);
+  BOOST_TEST(provider_1(example()).max_connections == 0);
+  BOOST_TEST(provider_1(with("/providers/1/max_connections", 64)).max_connections == 64);
 }
 
 BOOST_AUTO_TEST_CASE(model_rules) {

@@ -1,5 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -166,6 +168,55 @@ BOOST_AUTO_TEST_CASE(concurrent_calls_share_one_connection) {
   auto sql = gw.open_db();
   BOOST_TEST(charges_of(*sql, ada.id) == 2 * calls);
   BOOST_TEST(check_ledger_invariants(*sql, ada.id) == 100'000 - 2 * calls * call_cost);
+}
+
+BOOST_AUTO_TEST_CASE(a_provider_caps_its_connections) {
+  constexpr int calls = 10;
+  mock_upstream mock({"--ttft-ms", "300"});
+  h2_proxy h2(mock.port());
+  h2_proxy h1(mock.port());
+  auto config = http_versions_config(h2, h1);
+  for (auto& provider : config["providers"])
+    if (provider["name"] == "h1")
+      provider["max_connections"] = 2; // HTTP/1.1, so 2 calls at a time
+  test_gateway gw(store::sqlite, options_with_config(config));
+  auto admin = gw.admin();
+  auto ada = make_metered_user(admin, "ada@example.com", 10'000);
+
+  std::vector<http_response> responses(calls);
+  std::atomic<int> finished{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < calls; ++i)
+    clients.emplace_back([&, i] {
+      try {
+        auto client = gw.consumer(ada.key);
+        responses[i] =
+            client.post("/v1/chat/completions", dump(chat_body("gpt-h1", prompt, 10, true)));
+      } catch (const std::exception& error) {
+        responses[i].body = error.what(); // status stays 0
+      }
+      ++finished;
+    });
+  std::size_t most_connections = 0;
+  int most_in_flight = 0;
+  while (finished.load() < calls) {
+    most_connections = std::max(most_connections, h1.client_connections());
+    most_in_flight = std::max(most_in_flight, mock.stats()["in_flight"].get<int>());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& client : clients)
+    client.join();
+  // The calls beyond two waited for a connection, then went through.
+  for (int i = 0; i < calls; ++i)
+    BOOST_TEST_CONTEXT("call " << i << ": " << responses[i].body) {
+      BOOST_TEST(responses[i].status == 200);
+      BOOST_TEST(summarize_stream(responses[i].body).done);
+    }
+  BOOST_TEST(most_connections == 2u);
+  BOOST_TEST(most_in_flight <= 2);
+  auto sql = gw.open_db();
+  BOOST_TEST(charges_of(*sql, ada.id) == calls);
+  BOOST_TEST(check_ledger_invariants(*sql, ada.id) == 10'000 - calls * call_cost);
 }
 
 BOOST_AUTO_TEST_CASE(a_certificate_from_an_untrusted_ca_fails_the_call_and_charges_nothing) {
