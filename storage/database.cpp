@@ -52,6 +52,12 @@ std::unique_ptr<soci::session> database::open() const {
   return sql;
 }
 
+void prepare_bound(soci::statement& st, const std::string& sql) {
+  st.alloc();
+  st.prepare(sql);
+  st.define_and_bind();
+}
+
 void execute_script(soci::session& sql, std::string_view script) {
   std::string text(script);
   // SOCI's backend classes export no type info: dispatch on the backend's name.

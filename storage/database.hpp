@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -31,6 +32,11 @@ private:
   config::database_url url_;
   std::string application_name_;
 };
+
+/// Prepares `sql` on a statement whose parameters and results were already given to it
+/// (`exchange`, in their order in `sql`); the statement can then be executed, and kept to run
+/// again with new values in the bound variables.
+void prepare_bound(soci::statement& st, const std::string& sql);
 
 /// Runs a script of several statements (triggers and functions included) on `sql`.
 void execute_script(soci::session& sql, std::string_view script);

@@ -1,5 +1,7 @@
 #include "storage/keys_repository.hpp"
 
+#include "storage/database.hpp"
+
 #include <nlohmann/json.hpp>
 
 namespace tollgate::storage {
@@ -72,9 +74,7 @@ std::optional<schemas::key_record> keys_repository::find_where(const std::string
   soci::statement st(sql_);
   row.bind(st);
   st.exchange(soci::use(value));
-  st.alloc();
-  st.prepare(std::string(select_key) + clause);
-  st.define_and_bind();
+  prepare_bound(st, std::string(select_key) + clause);
   if (!st.execute(true))
     return std::nullopt;
   return row.get();
@@ -94,9 +94,7 @@ std::vector<schemas::key_record> keys_repository::list_for_user(const std::strin
   soci::statement st(sql_);
   row.bind(st);
   st.exchange(soci::use(user_id));
-  st.alloc();
-  st.prepare(std::string(select_key) + "WHERE user_id = :u ORDER BY created_at DESC, id");
-  st.define_and_bind();
+  prepare_bound(st, std::string(select_key) + "WHERE user_id = :u ORDER BY created_at DESC, id");
   st.execute(false);
   while (st.fetch())
     out.push_back(row.get());

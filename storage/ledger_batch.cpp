@@ -24,9 +24,9 @@ std::vector<ledger_result> ledger_batch_writer::commit(const std::vector<ledger_
         continue;
       }
       // On PostgreSQL a charge's usage row travels in the charge's own statement.
-      bool usage_with_change =
-          !post.usage.request_id.empty() && post.change.amount != 0 && ledger_.writes_usage();
-      if (!post.usage.request_id.empty() && !usage_with_change)
+      const bool has_usage = !post.usage.request_id.empty();
+      const bool usage_with_change = has_usage && post.change.amount != 0 && ledger_.writes_usage();
+      if (has_usage && !usage_with_change)
         usage_.append(post.usage);
       if (post.change.amount == 0) {
         out.push_back({apply_status::committed, post.change, {}});

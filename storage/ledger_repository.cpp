@@ -1,5 +1,7 @@
 #include "storage/ledger_repository.hpp"
 
+#include "storage/database.hpp"
+
 namespace tollgate::storage {
 
 namespace {
@@ -64,21 +66,16 @@ struct ledger_repository::prepared {
                 soci::use(change.actor), soci::use(change.created_at), soci::into(id))) {
     bind_entry(find, earlier);
     find.exchange(soci::use(change.request_id));
-    find.alloc();
-    find.prepare(std::string(select_entry) + "WHERE request_id = :r");
-    find.define_and_bind();
+    prepare_bound(find, std::string(select_entry) + "WHERE request_id = :r");
     if (postgres) {
       combined.emplace(sql);
       bind_charge(*combined);
-      combined->alloc();
-      combined->prepare(std::string("WITH ") + charge_ctes);
-      combined->define_and_bind();
+      prepare_bound(*combined, std::string("WITH ") + charge_ctes);
       with_usage.emplace(sql);
       bind_usage(*with_usage, usage);
       bind_charge(*with_usage);
-      with_usage->alloc();
-      with_usage->prepare(std::string("WITH usage AS (") + insert_usage_sql + "), " + charge_ctes);
-      with_usage->define_and_bind();
+      prepare_bound(*with_usage,
+                    std::string("WITH usage AS (") + insert_usage_sql + "), " + charge_ctes);
     }
   }
 
@@ -176,9 +173,7 @@ ledger_repository::find_by_request(const std::string& request_id) {
   soci::statement st(sql_);
   bind_entry(st, e);
   st.exchange(soci::use(request_id));
-  st.alloc();
-  st.prepare(std::string(select_entry) + "WHERE request_id = :r");
-  st.define_and_bind();
+  prepare_bound(st, std::string(select_entry) + "WHERE request_id = :r");
   if (!st.execute(true))
     return std::nullopt;
   return e;
@@ -194,10 +189,8 @@ std::vector<schemas::ledger_entry> ledger_repository::list(const std::string& us
   st.exchange(soci::use(user_id));
   st.exchange(soci::use(before));
   st.exchange(soci::use(limit));
-  st.alloc();
-  st.prepare(std::string(select_entry) +
-             "WHERE user_id = :u AND id < :b ORDER BY id DESC LIMIT :l");
-  st.define_and_bind();
+  prepare_bound(st, std::string(select_entry) +
+                        "WHERE user_id = :u AND id < :b ORDER BY id DESC LIMIT :l");
   st.execute(false);
   while (st.fetch())
     out.push_back(e);

@@ -1,5 +1,7 @@
 #include "storage/usage_repository.hpp"
 
+#include "storage/database.hpp"
+
 namespace tollgate::storage {
 
 void bind_usage(soci::statement& st, usage_record& r) {
@@ -23,9 +25,7 @@ struct usage_repository::prepared {
   explicit prepared(soci::session& sql)
       : insert(sql) {
     bind_usage(insert, r);
-    insert.alloc();
-    insert.prepare(insert_usage_sql);
-    insert.define_and_bind();
+    prepare_bound(insert, insert_usage_sql);
   }
 
   usage_record r; ///< The record being written (bound by `use`).

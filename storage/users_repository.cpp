@@ -1,5 +1,7 @@
 #include "storage/users_repository.hpp"
 
+#include "storage/database.hpp"
+
 namespace tollgate::storage {
 
 namespace {
@@ -51,9 +53,7 @@ std::optional<schemas::user_record> users_repository::find(const std::string& id
   soci::statement st(sql_);
   row.bind(st);
   st.exchange(soci::use(id));
-  st.alloc();
-  st.prepare(std::string(select_user) + "WHERE u.id = :id");
-  st.define_and_bind();
+  prepare_bound(st, std::string(select_user) + "WHERE u.id = :id");
   if (!st.execute(true))
     return std::nullopt;
   return row.get();
@@ -73,9 +73,7 @@ std::vector<schemas::user_record> users_repository::list(int64_t limit, int64_t 
   row.bind(st);
   st.exchange(soci::use(limit));
   st.exchange(soci::use(offset));
-  st.alloc();
-  st.prepare(std::string(select_user) + "ORDER BY u.created_at, u.id LIMIT :l OFFSET :o");
-  st.define_and_bind();
+  prepare_bound(st, std::string(select_user) + "ORDER BY u.created_at, u.id LIMIT :l OFFSET :o");
   st.execute(false);
   while (st.fetch())
     out.push_back(row.get());
