@@ -166,7 +166,8 @@ void upstream_loop::apply(command& cmd) {
   // there Debian's libcurl 7.88 stalls a transfer when more arrives at once than its buffer
   // holds (the end of the answer is never delivered), so a transfer that may speak HTTP/2
   // keeps curl's default, which holds a whole DATA frame.
-  if (!may_speak_http2(t->spec))
+  const bool http2 = may_speak_http2(t->spec);
+  if (!http2)
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, t->spec.stream ? 1024L : 2048L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -177,7 +178,7 @@ void upstream_loop::apply(command& cmd) {
     // A burst of calls waits for the connection being opened and, if TLS chose HTTP/2,
     // shares it instead of opening one each; curl opens another when the upstream's stream
     // limit is reached. Not on http://: a burst would wait for the first answer.
-    if (may_speak_http2(t->spec))
+    if (http2)
       curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   }
   if (!t->spec.tls_ca.empty())
