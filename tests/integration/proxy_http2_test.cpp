@@ -70,34 +70,63 @@ int charges_of(soci::session& sql, const std::string& user_id) {
   return charges;
 }
 
+/// `calls` streamed calls of `model` with `key`, sent at once, each from a thread of its own.
+class concurrent_streams {
+public:
+  concurrent_streams(const test_gateway& gw, const std::string& key, const std::string& model,
+                     int calls)
+      : model_(model)
+      , responses_(calls) {
+    for (int i = 0; i < calls; ++i)
+      clients_.emplace_back([this, &gw, key, i] {
+        try {
+          auto client = gw.consumer(key);
+          responses_[i] =
+              client.post("/v1/chat/completions", dump(chat_body(model_, prompt, 10, true)));
+        } catch (const std::exception& error) {
+          responses_[i].body = error.what(); // status stays 0
+        }
+        ++ended_;
+      });
+  }
+
+  bool all_ended() const { return ended_.load() == static_cast<int>(responses_.size()); }
+
+  /// Waits for every call; each must have answered 200 and ended with [DONE].
+  void join_and_check() {
+    for (auto& client : clients_)
+      client.join();
+    clients_.clear();
+    for (std::size_t i = 0; i < responses_.size(); ++i)
+      BOOST_TEST_CONTEXT(model_ << " call " << i << ": " << responses_[i].body) {
+        BOOST_TEST(responses_[i].status == 200);
+        BOOST_TEST(summarize_stream(responses_[i].body).done);
+      }
+  }
+
+  ~concurrent_streams() {
+    for (auto& client : clients_)
+      client.join();
+  }
+
+private:
+  std::string model_;
+  std::vector<http_response> responses_;
+  std::atomic<int> ended_{0};
+  std::vector<std::thread> clients_;
+};
+
 /// Sends `calls` streamed calls of `model` at once, and, once the mock holds all of them,
 /// returns how many connections `proxy` has open; every call must end with [DONE].
 std::size_t connections_while_in_flight(const test_gateway& gw, const std::string& key,
                                         mock_upstream& mock, const h2_proxy& proxy,
                                         const std::string& model, int calls) {
-  std::vector<http_response> responses(calls);
-  std::vector<std::thread> clients;
-  for (int i = 0; i < calls; ++i)
-    clients.emplace_back([&, i] {
-      try {
-        auto client = gw.consumer(key);
-        responses[i] =
-            client.post("/v1/chat/completions", dump(chat_body(model, prompt, 10, true)));
-      } catch (const std::exception& error) {
-        responses[i].body = error.what(); // status stays 0
-      }
-    });
+  concurrent_streams streams(gw, key, model, calls);
   bool held = wait_until(std::chrono::seconds{20},
                          [&] { return mock.stats()["in_flight"].get<int>() == calls; });
   auto connections = proxy.client_connections();
-  for (auto& client : clients)
-    client.join();
+  streams.join_and_check();
   BOOST_TEST(held, "the mock never held all " << calls << " calls at once");
-  for (int i = 0; i < calls; ++i)
-    BOOST_TEST_CONTEXT(model << " call " << i << ": " << responses[i].body) {
-      BOOST_TEST(responses[i].status == 200);
-      BOOST_TEST(summarize_stream(responses[i].body).done);
-    }
   return connections;
 }
 
@@ -184,35 +213,16 @@ BOOST_AUTO_TEST_CASE(a_provider_caps_its_connections) {
   auto admin = gw.admin();
   auto ada = make_metered_user(admin, "ada@example.com", 10'000);
 
-  std::vector<http_response> responses(calls);
-  std::atomic<int> finished{0};
-  std::vector<std::thread> clients;
-  for (int i = 0; i < calls; ++i)
-    clients.emplace_back([&, i] {
-      try {
-        auto client = gw.consumer(ada.key);
-        responses[i] =
-            client.post("/v1/chat/completions", dump(chat_body("gpt-h1", prompt, 10, true)));
-      } catch (const std::exception& error) {
-        responses[i].body = error.what(); // status stays 0
-      }
-      ++finished;
-    });
+  concurrent_streams streams(gw, ada.key, "gpt-h1", calls);
   std::size_t most_connections = 0;
   int most_in_flight = 0;
-  while (finished.load() < calls) {
+  while (!streams.all_ended()) {
     most_connections = std::max(most_connections, h1.client_connections());
     most_in_flight = std::max(most_in_flight, mock.stats()["in_flight"].get<int>());
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  for (auto& client : clients)
-    client.join();
   // The calls beyond two waited for a connection, then went through.
-  for (int i = 0; i < calls; ++i)
-    BOOST_TEST_CONTEXT("call " << i << ": " << responses[i].body) {
-      BOOST_TEST(responses[i].status == 200);
-      BOOST_TEST(summarize_stream(responses[i].body).done);
-    }
+  streams.join_and_check();
   BOOST_TEST(most_connections <= 2u);
   BOOST_TEST(most_in_flight <= 2);
   auto sql = gw.open_db();
