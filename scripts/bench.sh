@@ -487,6 +487,11 @@ done
 # ---------------------------------------------------------------------------------------
 # 4. Capacity in flight: C concurrent streams held open by a slow mock.
 
+column_max() {
+  # column_max FILE N: the largest number in column N of FILE (0 if none).
+  awk -v c="$2" 'BEGIN { m = 0 } $c > m { m = $c } END { print m }' "$1" 2>/dev/null || echo 0
+}
+
 sample_loop() {
   # sample_loop NAME OUTFILE: every 0.1 s, the gateway's VmRSS (kB) and the mock's in-flight count.
   local name=$1 outfile=$2 pid=${pid_of[$1]:-} rss inflight
@@ -520,9 +525,9 @@ for arm in "${capacity_arms[@]}"; do
     --connect-parallel 256 --timeout 60 "${headers[@]}" --body "${stream_body_of[$arm]}"
   stop_process sampler
   rss_peak[$arm]=$(status_kb "$name" VmHWM)
-  sampled_peak=$(awk 'BEGIN { m = 0 } $2 > m { m = $2 } END { print m }' "$samples" 2>/dev/null || echo 0)
+  sampled_peak=$(column_max "$samples" 2)
   ((sampled_peak > ${rss_peak[$arm]:-0})) && rss_peak[$arm]=$sampled_peak
-  upstream_peak=$(awk 'BEGIN { m = 0 } $3 > m { m = $3 } END { print m }' "$samples" 2>/dev/null || echo 0)
+  upstream_peak=$(column_max "$samples" 3)
   echo "upstream_peak_in_flight=$upstream_peak" >>"$f"
   echo "peak_rss_kb=${rss_peak[$arm]}" >>"$f"
   record_errors capacity "$arm" "$f" errors
@@ -594,9 +599,9 @@ run_loadgen "$f" burst --stream --url "http://127.0.0.1:$port_h2/v1/chat/complet
 stop_process connections
 stop_process sampler
 h2_rss=$(status_kb h2 VmHWM)
-sampled_peak=$(awk 'BEGIN { m = 0 } $2 > m { m = $2 } END { print m }' "$samples" 2>/dev/null || echo 0)
+sampled_peak=$(column_max "$samples" 2)
 ((sampled_peak > h2_rss)) && h2_rss=$sampled_peak
-h2_upstream_peak=$(awk 'BEGIN { m = 0 } $3 > m { m = $3 } END { print m }' "$samples" 2>/dev/null || echo 0)
+h2_upstream_peak=$(column_max "$samples" 3)
 h2_connections=$(sort -n "$f.connections" 2>/dev/null | tail -n1)
 record_errors capacity-h2 sqlite "$f" errors
 log "  $(val "$f" ok) ok, $(val "$f" errors) errors, at the mock $h2_upstream_peak, upstream connections ${h2_connections:-?}, peak RSS $((h2_rss / 1024)) MB"
