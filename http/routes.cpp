@@ -237,7 +237,41 @@ std::vector<route> routes() {
       return page ? fn(ctx, c, *page) : reject(c, page.error());
     };
   };
+  // RESTinio tries the routes in this order, a regex each: the calls that carry the traffic
+  // come first.
   return {
+      {http_method_get(), "/v1/me", auth::consumer,
+       [](const ctx_ptr& ctx, const call& c) { return to_account(ctx, c, account_view::me); }},
+      {http_method_get(), "/v1/models", auth::consumer,
+       [](const ctx_ptr& ctx, const call& c) { return to_account(ctx, c, account_view::models); }},
+      {http_method_post(), "/v1/chat/completions", auth::consumer,
+       [](const ctx_ptr& ctx, const call& c) {
+         auto chat = schemas::parse_chat_request(c.req->body());
+         if (!chat)
+           return reject(c, chat.error());
+         auto pc = proxy_call_of(c, "chat/completions", std::move(chat->body), chat->model,
+                                 chat->prompt_tokens);
+         pc.stream = chat->stream;
+         pc.include_usage = chat->include_usage;
+         pc.max_tokens = chat->max_tokens;
+         pc.max_tokens_field = chat->max_tokens_field;
+         pc.choices = chat->choices;
+         pc.fallback_models = std::move(chat->fallback_models);
+         pc.reparse = &parsed_again<schemas::parse_chat_request>;
+         return to_proxy(ctx, c, std::move(pc));
+       }},
+      {http_method_post(), "/v1/embeddings", auth::consumer,
+       [](const ctx_ptr& ctx, const call& c) {
+         auto emb = schemas::parse_embeddings_request(c.req->body());
+         if (!emb)
+           return reject(c, emb.error());
+         auto pc =
+             proxy_call_of(c, "embeddings", std::move(emb->body), emb->model, emb->input_tokens);
+         pc.reparse = &parsed_again<schemas::parse_embeddings_request>;
+         return to_proxy(ctx, c, std::move(pc));
+       }},
+      {http_method_get(), "/v1/usage", auth::consumer,
+       [](const ctx_ptr& ctx, const call& c) { return to_account(ctx, c, account_view::usage); }},
       {http_method_get(), "/health", auth::none,
        [](const ctx_ptr&, const call& c) {
          send_json(c.req, 200, R"({"status":"ok"})", c.request_id);
@@ -258,8 +292,6 @@ std::vector<route> routes() {
            return reject(c, schemas::unavailable("this node is draining", "draining"));
          return to_admin(ctx, c, ready_atom_v);
        }},
-      {http_method_get(), "/v1/usage", auth::consumer,
-       [](const ctx_ptr& ctx, const call& c) { return to_account(ctx, c, account_view::usage); }},
       {http_method_get(), "/admin/usage", auth::admin,
        [](const ctx_ptr& ctx, const call& c) {
          auto q = usage_query_of(c);
@@ -299,36 +331,6 @@ std::vector<route> routes() {
              c.request_id);
          ::kill(::getpid(), SIGTERM);
          return request_accepted();
-       }},
-      {http_method_get(), "/v1/me", auth::consumer,
-       [](const ctx_ptr& ctx, const call& c) { return to_account(ctx, c, account_view::me); }},
-      {http_method_get(), "/v1/models", auth::consumer,
-       [](const ctx_ptr& ctx, const call& c) { return to_account(ctx, c, account_view::models); }},
-      {http_method_post(), "/v1/chat/completions", auth::consumer,
-       [](const ctx_ptr& ctx, const call& c) {
-         auto chat = schemas::parse_chat_request(c.req->body());
-         if (!chat)
-           return reject(c, chat.error());
-         auto pc = proxy_call_of(c, "chat/completions", std::move(chat->body), chat->model,
-                                 chat->prompt_tokens);
-         pc.stream = chat->stream;
-         pc.include_usage = chat->include_usage;
-         pc.max_tokens = chat->max_tokens;
-         pc.max_tokens_field = chat->max_tokens_field;
-         pc.choices = chat->choices;
-         pc.fallback_models = std::move(chat->fallback_models);
-         pc.reparse = &parsed_again<schemas::parse_chat_request>;
-         return to_proxy(ctx, c, std::move(pc));
-       }},
-      {http_method_post(), "/v1/embeddings", auth::consumer,
-       [](const ctx_ptr& ctx, const call& c) {
-         auto emb = schemas::parse_embeddings_request(c.req->body());
-         if (!emb)
-           return reject(c, emb.error());
-         auto pc =
-             proxy_call_of(c, "embeddings", std::move(emb->body), emb->model, emb->input_tokens);
-         pc.reparse = &parsed_again<schemas::parse_embeddings_request>;
-         return to_proxy(ctx, c, std::move(pc));
        }},
       {http_method_post(), "/admin/users", auth::admin,
        [](const ctx_ptr& ctx, const call& c) {
