@@ -4,6 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <set>
+#include <vector>
 
 #include "schemas/api_error.hpp"
 #include "schemas/ip_allowlist.hpp"
@@ -64,6 +65,31 @@ BOOST_AUTO_TEST_CASE(time_ordered_ids_sort_by_creation) {
   BOOST_TEST(first.size() == 4u + 32u); // 12 hex digits of time, 20 random
   BOOST_TEST(first < second);
   BOOST_TEST(time_ordered_id("req") != time_ordered_id("req")); // same millisecond
+}
+
+// Ids take their random digits from a per-thread pool of 4 KB: many ids, across several
+// refills of the pool and from several threads at once, are all well formed and distinct.
+BOOST_AUTO_TEST_CASE(ids_stay_distinct_across_pool_refills_and_threads) {
+  constexpr int per_thread = 3000; // about 7 refills of 10-byte draws
+  std::vector<std::vector<std::string>> made(4);
+  std::vector<std::thread> threads;
+  for (auto& ids : made)
+    threads.emplace_back([&ids] {
+      for (int i = 0; i < per_thread; ++i)
+        ids.push_back(i % 2 ? time_ordered_id("req") : random_id("usr"));
+    });
+  for (auto& t : threads)
+    t.join();
+  std::set<std::string> random_parts;
+  for (const auto& ids : made)
+    for (const auto& id : ids) {
+      bool timed = id.rfind("req_", 0) == 0;
+      BOOST_TEST_REQUIRE((timed || id.rfind("usr_", 0) == 0));
+      BOOST_TEST_REQUIRE(id.size() == (timed ? 4u + 32u : 4u + 24u));
+      BOOST_TEST_REQUIRE(id.find_first_not_of("0123456789abcdef", 4) == std::string::npos);
+      random_parts.insert(id.substr(timed ? 16 : 4));
+    }
+  BOOST_TEST(random_parts.size() == made.size() * per_thread);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
