@@ -340,9 +340,11 @@ if [[ $peer == portkey ]]; then
   # Portkey's streamed answers fail on Node with the @hono/node-server that npm picks for it
   # (1.14.2 fails the same way): "TypeError: immutable" in its updateHeaders, Portkey-AI/gateway
   # issues 1389 and 1550. With 1.12.0 it streams, so that one is pinned.
-  if (cd "$peer_dir" && npm init -y >/dev/null &&
-    node -e 'const f="package.json",p=require("./"+f);p.overrides={"@hono/node-server":"1.12.0"};require("fs").writeFileSync(f,JSON.stringify(p,null,2))' &&
-    npm install --no-audit --no-fund @portkey-ai/gateway >"$work/portkey-install.log" 2>&1); then
+  portkey_hono=1.12.0
+  printf '{"private": true, "overrides": {"@hono/node-server": "%s"}}\n' "$portkey_hono" \
+    >"$peer_dir/package.json"
+  if (cd "$peer_dir" && npm install --no-audit --no-fund @portkey-ai/gateway \
+        >"$work/portkey-install.log" 2>&1); then
     portkey_port=$(free_port)
     portkey_entry=$(cd "$peer_dir/node_modules/@portkey-ai/gateway" &&
       node -e 'const p=require("./package.json");const b=p.bin;console.log(typeof b==="string"?b:Object.values(b||{})[0]||"")')
@@ -1063,7 +1065,7 @@ that one run. Issue 4 sets the goals; [How it is measured](#how-it-is-measured) 
 | wrk | $wrk_version |
 EOF
   if [[ $peer == portkey && -n "${portkey_version:-}" ]]; then
-    echo "| peer | @portkey-ai/gateway $portkey_version (@hono/node-server pinned to 1.12.0), node $(node --version 2>/dev/null) |"
+    echo "| peer | @portkey-ai/gateway $portkey_version (@hono/node-server pinned to $portkey_hono), node $(node --version 2>/dev/null) |"
   fi
   cat <<EOF
 
