@@ -1,12 +1,18 @@
 #include "actors/provider/upstream_loop.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
+#include <stdexcept>
 #include <string_view>
+#include <system_error>
 #include <utility>
 
 #include <curl/curl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "actors/thread_name.hpp"
 
@@ -90,27 +96,81 @@ bool may_speak_http2(const transfer_spec& spec) {
          });
 }
 
+[[noreturn]] void throw_errno(const char* what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
+
 } // namespace
+
+/// curl tells which sockets to watch for what. When to call it without a socket (its
+/// timers) the loop asks with curl_multi_timeout before each wait rather than through a timer
+/// callback: curl calls that only when its earliest timer changes, so one handed over a
+/// fraction of a millisecond early would be lost.
+struct upstream_loop::curl_events {
+  static int on_socket(CURL*, curl_socket_t fd, int what, void* user, void* known) {
+    auto* loop = static_cast<upstream_loop*>(user);
+    if (what == CURL_POLL_REMOVE) {
+      // Fails harmlessly if curl closed the socket already: closing left the epoll set.
+      epoll_ctl(loop->epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+      return 0;
+    }
+    epoll_event ev{};
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+    ev.data.fd = fd;
+    // A socket curl has not shown before is added; a number reused after a close that curl
+    // did not announce is still in the set, so adding it falls back to changing it.
+    if (known == nullptr) {
+      if (epoll_ctl(loop->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
+        epoll_ctl(loop->epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+      curl_multi_assign(loop->multi_, fd, loop);
+    } else if (epoll_ctl(loop->epoll_fd_, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT) {
+      epoll_ctl(loop->epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+    }
+    return 0;
+  }
+};
 
 upstream_loop::upstream_loop(long max_host_connections) {
   static curl_global global;
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0)
+    throw_errno("epoll_create1");
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    close(epoll_fd_);
+    throw_errno("eventfd");
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = wake_fd_;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
   multi_ = curl_multi_init();
   // Reuse connections across calls; multiplex HTTP/2 streams where the upstream offers it.
   curl_multi_setopt(multi_, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
   curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 1024L);
   if (max_host_connections > 0)
     curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, curl_events::on_socket);
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
   thread_ = std::thread([this] { run(); });
 }
 
 upstream_loop::~upstream_loop() {
   stopping_ = true;
-  curl_multi_wakeup(multi_);
+  wake();
   thread_.join();
   for (auto& [id, t] : transfers_)
     curl_multi_remove_handle(multi_, t->easy);
   transfers_.clear();
   curl_multi_cleanup(multi_);
+  close(wake_fd_);
+  close(epoll_fd_);
+}
+
+void upstream_loop::wake() {
+  uint64_t one = 1;
+  // Cannot fail but by overflowing the counter, which leaves it readable all the same.
+  [[maybe_unused]] auto written = write(wake_fd_, &one, sizeof one);
 }
 
 uint64_t upstream_loop::start(transfer_spec spec) {
@@ -121,7 +181,7 @@ uint64_t upstream_loop::start(transfer_spec spec) {
         {command::kind::start, id, std::make_unique<transfer_spec>(std::move(spec))});
   }
   ++active_;
-  curl_multi_wakeup(multi_);
+  wake();
   return id;
 }
 
@@ -130,7 +190,7 @@ void upstream_loop::cancel(uint64_t id) {
     std::lock_guard<std::mutex> guard(mtx_);
     commands_.push_back({command::kind::cancel, id, nullptr});
   }
-  curl_multi_wakeup(multi_);
+  wake();
 }
 
 void upstream_loop::apply(command& cmd) {
@@ -263,7 +323,16 @@ upstream_loop::clock::duration upstream_loop::expire_silent(clock::duration long
 
 void upstream_loop::run() {
   name_this_thread("tg-upstream");
+  std::array<epoll_event, 256> events{};
+  int ready = 0;
   while (!stopping_) {
+    // The wake-up is consumed before the commands are taken: one queued after that wakes
+    // the next wait.
+    for (int i = 0; i < ready; ++i)
+      if (events[static_cast<std::size_t>(i)].data.fd == wake_fd_) {
+        uint64_t count = 0;
+        [[maybe_unused]] auto got = read(wake_fd_, &count, sizeof count);
+      }
     std::vector<command> batch;
     {
       std::lock_guard<std::mutex> guard(mtx_);
@@ -271,8 +340,7 @@ void upstream_loop::run() {
     }
     for (auto& cmd : batch)
       apply(cmd);
-    int running = 0;
-    curl_multi_perform(multi_, &running);
+    dispatch(events.data(), ready);
     int queued = 0;
     while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
       if (msg->msg != CURLMSG_DONE)
@@ -281,11 +349,35 @@ void upstream_loop::run() {
       curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
       finish(t->id, msg->data.result, false);
     }
-    auto wait = expire_silent(std::chrono::seconds(1));
-    // Rounded up: a deadline 0.3 ms away must not make the loop spin until it is due.
-    auto wait_ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
-    curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait_ms), nullptr);
+    ready = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), wait_ms());
   }
+}
+
+void upstream_loop::dispatch(const epoll_event* events, int ready) {
+  int running = 0;
+  for (int i = 0; i < ready; ++i) {
+    const auto& ev = events[i];
+    if (ev.data.fd == wake_fd_)
+      continue;
+    // An error or hang-up is handed over as readable: curl's read then reports it.
+    int what = (ev.events & (EPOLLIN | EPOLLERR | EPOLLHUP) ? CURL_CSELECT_IN : 0) |
+               (ev.events & EPOLLOUT ? CURL_CSELECT_OUT : 0);
+    curl_multi_socket_action(multi_, ev.data.fd, what, &running);
+  }
+  long due_ms = -1;
+  curl_multi_timeout(multi_, &due_ms);
+  if (due_ms == 0)
+    curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
+}
+
+int upstream_loop::wait_ms() {
+  auto wait = expire_silent(std::chrono::seconds(1));
+  long curl_ms = -1; // curl rounds down, and says 1 for less than a millisecond
+  curl_multi_timeout(multi_, &curl_ms);
+  if (curl_ms >= 0)
+    wait = std::min<clock::duration>(wait, std::chrono::milliseconds(curl_ms));
+  // Rounded up: a deadline 0.3 ms away must not make the loop spin until it is due.
+  return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
 }
 
 } // namespace tollgate

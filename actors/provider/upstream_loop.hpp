@@ -15,6 +15,8 @@
 
 #include "config/config.hpp"
 
+struct epoll_event;
+
 namespace tollgate {
 
 /// How an upstream transfer ended.
@@ -58,10 +60,13 @@ struct transfer_spec {
 
 /// The upstream HTTP client: libcurl's multi interface driven by one dedicated thread, so
 /// that thousands of concurrent calls share a few threads and their connections (keep-alive,
-/// HTTP/2 over TLS). Thread-safe: start and cancel from any thread.
+/// HTTP/2 over TLS). The thread waits in epoll and hands curl only the sockets that are
+/// ready (curl_multi_socket_action), so what a piece of an answer costs does not grow with
+/// the transfers in flight. Thread-safe: start and cancel from any thread.
 class upstream_loop {
 public:
   struct transfer;
+  struct curl_events; ///< curl's socket and timer callbacks.
 
   /// `max_host_connections`: connections to one host at most (0: no cap); transfers beyond
   /// what they carry wait in curl's queue for a connection or, over HTTP/2, a stream.
@@ -99,6 +104,12 @@ private:
   };
 
   void run();
+  /// Wakes the loop thread out of its wait.
+  void wake();
+  /// Hands curl the ready sockets of one wait, then its timers if due.
+  void dispatch(const epoll_event* events, int ready);
+  /// How long the loop may wait: until curl's timer or the next transfer deadline is due.
+  int wait_ms();
   void apply(command& cmd);
   void finish(uint64_t id, int curl_code, bool cancelled, const char* why = nullptr);
   /// Times out the transfers that are silent past their deadline; the time until the next
@@ -106,6 +117,8 @@ private:
   clock::duration expire_silent(clock::duration longest);
 
   void* multi_ = nullptr; ///< CURLM*
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1; ///< An eventfd in the epoll set: start, cancel and stop write to it.
   std::thread thread_;
   std::mutex mtx_;
   std::vector<command> commands_;

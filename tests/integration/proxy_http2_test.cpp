@@ -200,6 +200,57 @@ BOOST_AUTO_TEST_CASE(concurrent_calls_share_one_connection) {
   BOOST_TEST(check_ledger_invariants(*sql, ada.id) == 100'000 - 2 * calls * call_cost);
 }
 
+BOOST_AUTO_TEST_CASE(large_answers_arrive_whole_while_streams_share_the_connection) {
+  // Answers of about 200 KB (2,000 embeddings) span many DATA frames and fill curl's receive
+  // buffer, at the same time as streams of 50 events on the same connection: every frame of
+  // each must be handed over, though no more bytes arrive after the last.
+  constexpr int each = 6;
+  constexpr std::size_t inputs = 2000;
+  mock_upstream mock;
+  h2_proxy h2(mock.port());
+  h2_proxy h1(mock.port());
+  test_gateway gw(store::sqlite, options_with_config(http_versions_config(h2, h1)));
+  auto admin = gw.admin();
+  auto ada = make_metered_user(admin, "ada@example.com", 10'000'000);
+  BOOST_TEST_REQUIRE(mock.settings({{"chunks", 50}, {"interval_ms", 0}}).status == 200);
+  json many = json::array();
+  for (std::size_t i = 0; i < inputs; ++i)
+    many.push_back("input number " + std::to_string(i));
+  const auto embeddings = dump({{"model", "gpt-h2"}, {"input", many}});
+
+  std::vector<http_response> answers(2 * each);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 2 * each; ++i)
+    clients.emplace_back([&, i] {
+      try {
+        auto client = gw.consumer(ada.key);
+        answers[i] = i < each ? client.post("/v1/embeddings", embeddings)
+                              : client.post("/v1/chat/completions",
+                                            dump(chat_body("gpt-h2", prompt, 10, true)));
+      } catch (const std::exception& error) {
+        answers[i].body = error.what();
+      }
+    });
+  for (auto& client : clients)
+    client.join();
+
+  int64_t spent = 0;
+  for (int i = 0; i < 2 * each; ++i)
+    BOOST_TEST_CONTEXT("call " << i << ": " << answers[i].body.substr(0, 300)) {
+      BOOST_TEST_REQUIRE(answers[i].status == 200);
+      if (i < each) {
+        BOOST_TEST(json::parse(answers[i].body)["data"].size() == inputs);
+        spent += std::stoll(answers[i].header("x-tollgate-cost"));
+      } else {
+        BOOST_TEST(summarize_stream(answers[i].body).done);
+        spent += call_cost; // the cost header went out before the stream's tokens were known
+      }
+    }
+  BOOST_TEST(last_via(mock) == "2 nghttpx");
+  auto sql = gw.open_db();
+  BOOST_TEST(check_ledger_invariants(*sql, ada.id) == 10'000'000 - spent);
+}
+
 BOOST_AUTO_TEST_CASE(a_provider_caps_its_connections) {
   constexpr int calls = 10;
   mock_upstream mock({"--ttft-ms", "300"});
