@@ -451,7 +451,7 @@ for ((r = 1; r <= rounds; r++)); do
     run_loadgen "$f" rate --url "${url_of[$arm]}" --rate "$rate" --duration "$rate_duration" \
       --warmup "$rate_warmup" --connections "$loadgen_connections" \
       --max-connections "$loadgen_max_connections" --timeout 10 --max-errors 1000 \
-      "${headers[@]}" --body "${body_of[$arm]}"
+      --curve "$work/results/curve.$arm.$r" "${headers[@]}" --body "${body_of[$arm]}"
     record_errors rate "$arm" "$f" errors
     log "  round $r $arm: p50 $(val "$f" latency_p50_us) us, p99 $(val "$f" latency_p99_us) us, $(val "$f" errors) errors"
   done
@@ -1043,7 +1043,47 @@ echo
 echo "$goals"
 echo
 
+# The percentile curves of section 2, every round of every arm, as an SVG next to the report.
+plot_latency() { # plot_latency SVG
+  local svg=$1 arm r f title plots=()
+  local -A color_of=([direct]="#555555" [sqlite]="#1f77b4" [pg]="#2ca02c" [portkey]="#d62728")
+  for arm in "${arms[@]}"; do
+    for ((r = 1; r <= rounds; r++)); do
+      f="$work/results/curve.$arm.$r"
+      [[ -s $f ]] || continue
+      title=notitle
+      ((r == 1)) && title="title '${arm_title[$arm]}'"
+      # x = 1 / (1 - percentile): 2 at the median, 100 at p99; the largest (100 %) is left out.
+      plots+=("'$f' using (\$1 < 100 ? 1 / (1 - \$1 / 100) : NaN):2 with lines lw 2 lc rgb '${color_of[$arm]}' $title")
+    done
+  done
+  ((${#plots[@]})) || return 1
+  local IFS=,
+  gnuplot >"$work/gnuplot.log" 2>&1 <<EOF
+set terminal svg size 900,540 dynamic font 'sans,13' background rgb 'white'
+set output '$svg'
+set title 'Latency at $(fmt "$rate") requests/s paced (open loop): each line one round of one arm'
+set logscale xy
+set xtics ('0' 1, '50' 2, '90' 10, '99' 100, '99.9' 1000, '99.99' 10000)
+set xlabel 'percentile'
+set ylabel 'latency, µs'
+set grid xtics ytics mytics
+set key top left box opaque
+plot ${plots[*]}
+EOF
+}
+
 mkdir -p "$(dirname "$out")"
+plot_file="${out%.md}-latency.svg"
+if ! command -v gnuplot >/dev/null; then
+  plot_note="No plot of the latency percentiles: gnuplot is missing (\`scripts/deps.sh --bench\` installs it)."
+elif plot_latency "$plot_file"; then
+  plot_note="![Latency percentiles at $(fmt "$rate") requests/s paced, each round of each arm](${plot_file##*/})"
+else
+  plot_note="The plot of the latency percentiles failed (gnuplot's log: $work/gnuplot.log)."
+  keep=1
+fi
+
 {
   cat <<EOF
 # Benchmarks
@@ -1083,6 +1123,8 @@ $goals
 $table
 
 Added = through tollgate minus direct to the mock, at the same percentile, in the same run.
+
+$plot_note
 $(for arm in "${gw_arms[@]}"; do
     if [[ -n "${rps[$arm]:-}" ]] && awk -v a="${rps[$arm]}" -v b="$rate" 'BEGIN { exit !(a < b) }'; then
       echo
@@ -1150,7 +1192,9 @@ order rotated each round; tables show the median over rounds.
    opened up front, up to $loadgen_max_connections when all are busy): request *i* is due at
    *start + i/rate* whatever happened before, and its latency runs from that due time, so a
    stall is charged for the queue behind it. **Coordinated omission is avoided.** Latency
-   is to the last byte of the answer.
+   is to the last byte of the answer. The plot draws each round's whole distribution
+   (\`tollgate_loadgen --curve\`), up to the percentile that still holds one request; the
+   largest is in the table.
 3. **Streaming**: the mock streams $stream_chunks chunks $stream_interval_ms ms apart;
    \`tollgate_loadgen rate --stream --rate $stream_rate\`. Time to first token = first byte of
    the body, from the due time; gap = between consecutive SSE events carrying content;

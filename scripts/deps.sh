@@ -3,7 +3,7 @@
 #
 #   scripts/deps.sh            build + run: toolchain, libraries, curl
 #   scripts/deps.sh --test     also the test services (postgresql, redis-server)
-#   scripts/deps.sh --bench    also wrk, nghttpx and openssl (flags combine: --test --bench)
+#   scripts/deps.sh --bench    also wrk, nghttpx, openssl and gnuplot (flags combine)
 #
 # Prints one line naming what it installs, or nothing when everything is present.
 # apt-get update runs only when something is missing, so a warm machine is instant.
@@ -40,7 +40,8 @@ if ((want_test)); then
 fi
 if ((want_bench)); then
   # nghttpx and openssl: the capacity arm over HTTP/2 (HTTPS with a CA made for the run).
-  packages+=(wrk nghttp2-proxy openssl)
+  # gnuplot-nox: the plot of latency percentiles per arm (SVG, no X needed).
+  packages+=(wrk nghttp2-proxy openssl gnuplot-nox)
 fi
 
 missing=()

@@ -30,7 +30,9 @@
 // Results go to stdout as `name=value` lines (times in microseconds), for the shell:
 // requests, ok, errors, errors_<kind>, latency_{p50,p90,p99,p999,max,mean}_us, and for
 // --stream ttft_* (first byte of the body), gap_* (between content events) and tail_*
-// (last content event to [DONE]). A one-line summary goes to stderr.
+// (last content event to [DONE]). A one-line summary goes to stderr. With --curve FILE, the
+// whole distribution of the latencies goes to FILE as `percentile microseconds` lines, at
+// percentiles spaced evenly on a log scale of 1 / (1 - p), up to the largest.
 
 #include <openssl/evp.h>
 #include <sqlite3.h>
@@ -98,6 +100,7 @@ struct options {
   bool quickack = false;
   double timeout = 30;
   std::uint64_t max_errors = 0; // 0: no limit
+  std::string curve;            // file for the latency distribution; empty: none
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -161,6 +164,8 @@ options parse_options(int argc, char** argv) {
         o.timeout = std::stod(value);
       else if (flag == "--max-errors")
         o.max_errors = std::stoull(value);
+      else if (flag == "--curve")
+        o.curve = value;
       else
         usage_error("unknown option " + flag);
     } catch (const std::logic_error&) {
@@ -237,6 +242,28 @@ struct samples {
     std::printf("%s_max_us=%.1f\n%s_mean_us=%.1f\n", name.c_str(),
                 values.empty() ? 0.0 : static_cast<double>(values.back()) / 1000.0, name.c_str(),
                 mean);
+  }
+
+  /// The distribution, once print has sorted the values: four points per halving of the
+  /// share above (0, 15.9, 29.3, 40.5, 50, 57.9, ... %) while that share holds at least one
+  /// sample, then the largest at 100 %.
+  void write_curve(const std::string& path) const {
+    std::FILE* out = std::fopen(path.c_str(), "w");
+    if (out == nullptr)
+      throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+    std::fprintf(out, "# percentile latency_us (%zu samples)\n", values.size());
+    const auto n = static_cast<double>(values.size());
+    for (int step = 0; !values.empty(); ++step) {
+      double above = std::pow(0.5, step / 4.0); // share of the samples above this point
+      if (above * n < 1)
+        break;
+      auto rank = static_cast<std::size_t>(std::ceil((1 - above) * n));
+      std::fprintf(out, "%.4f %.1f\n", 100 * (1 - above),
+                   static_cast<double>(values[rank == 0 ? 0 : rank - 1]) / 1000.0);
+    }
+    if (!values.empty())
+      std::fprintf(out, "100 %.1f\n", static_cast<double>(values.back()) / 1000.0);
+    std::fclose(out);
   }
 };
 
@@ -846,8 +873,10 @@ void print_common(client& c, double seconds) {
               seconds > 0 ? static_cast<double>(c.ok) / seconds : 0.0, c.peak_in_flight);
 }
 
-void print_samples(client& c, bool stream) {
+void print_samples(client& c, bool stream, const std::string& curve = {}) {
   c.latency.print("latency");
+  if (!curve.empty())
+    c.latency.write_curve(curve);
   if (stream) {
     c.ttft.print("ttft");
     c.gap.print("gap");
@@ -936,7 +965,7 @@ int run_rate(const options& o) {
   double seconds = static_cast<double>(now_ns() - record_from) / 1e9;
   print_common(cl, o.warmup + o.duration);
   std::printf("rate_target=%.1f\n", o.rate);
-  print_samples(cl, o.stream);
+  print_samples(cl, o.stream, o.curve);
   std::fprintf(stderr,
                "rate %.0f/s for %.0fs: %" PRIu64 " ok, %" PRIu64 " errors%s; p50 %.0f us "
                "(%.1fs incl. drain)\n",
