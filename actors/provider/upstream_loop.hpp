@@ -61,12 +61,13 @@ struct transfer_spec {
 /// The upstream HTTP client: libcurl's multi interface driven by one dedicated thread, so
 /// that thousands of concurrent calls share a few threads and their connections (keep-alive,
 /// HTTP/2 over TLS). The thread waits in epoll and hands curl only the sockets that are
-/// ready (curl_multi_socket_action), so what a piece of an answer costs does not grow with
-/// the transfers in flight. Thread-safe: start and cancel from any thread.
+/// ready (curl_multi_socket_action): a wake-up does not visit every transfer in flight
+/// (libcurl 7.88 itself still walks its whole connection cache as each transfer starts and
+/// ends; docs/performance.md). Thread-safe: start and cancel from any thread.
 class upstream_loop {
 public:
   struct transfer;
-  struct curl_events; ///< curl's socket and timer callbacks.
+  struct curl_events; ///< curl's socket callback.
 
   /// `max_host_connections`: connections to one host at most (0: no cap); transfers beyond
   /// what they carry wait in curl's queue for a connection or, over HTTP/2, a stream.
