@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -51,6 +52,30 @@ json http_versions_config(const h2_proxy& h2, const h2_proxy& h1, bool trusted =
   config["models"].push_back(h1_model);
   return config;
 }
+
+/// The mock (with `mock_args`), nghttpx in front of it for provider "h2" and for "h1", and a
+/// gateway on SQLite with their http_versions_config, changed by `adjust` if given.
+struct http_versions_setup {
+  explicit http_versions_setup(std::vector<std::string> mock_args = {},
+                               const std::function<void(json&)>& adjust = {})
+      : mock(std::move(mock_args))
+      , h2(mock.port())
+      , h1(mock.port())
+      , gw(store::sqlite, options_with_config(configured(adjust))) {}
+
+  mock_upstream mock;
+  h2_proxy h2;
+  h2_proxy h1;
+  test_gateway gw;
+
+private:
+  json configured(const std::function<void(json&)>& adjust) const {
+    auto config = http_versions_config(h2, h1);
+    if (adjust)
+      adjust(config);
+    return config;
+  }
+};
 
 /// The `via` header of the mock's last recorded request.
 std::string last_via(mock_upstream& mock) {
@@ -135,10 +160,8 @@ std::size_t connections_while_in_flight(const test_gateway& gw, const std::strin
 BOOST_AUTO_TEST_SUITE(proxy_http2_sqlite)
 
 BOOST_AUTO_TEST_CASE(calls_travel_over_http2_and_are_charged) {
-  mock_upstream mock;
-  h2_proxy h2(mock.port());
-  h2_proxy h1(mock.port());
-  test_gateway gw(store::sqlite, options_with_config(http_versions_config(h2, h1)));
+  http_versions_setup setup;
+  auto& [mock, h2, h1, gw] = setup;
   auto admin = gw.admin();
   auto ada = make_metered_user(admin, "ada@example.com", 10'000);
   auto client = gw.consumer(ada.key);
@@ -181,10 +204,8 @@ BOOST_AUTO_TEST_CASE(calls_travel_over_http2_and_are_charged) {
 BOOST_AUTO_TEST_CASE(concurrent_calls_share_one_connection) {
   constexpr int calls = 40;
   // Held long enough for all of them to be at the mock at once, even on a busy machine.
-  mock_upstream mock({"--ttft-ms", "3000"});
-  h2_proxy h2(mock.port());
-  h2_proxy h1(mock.port());
-  test_gateway gw(store::sqlite, options_with_config(http_versions_config(h2, h1)));
+  http_versions_setup setup({"--ttft-ms", "3000"});
+  auto& [mock, h2, h1, gw] = setup;
   auto admin = gw.admin();
   auto ada = make_metered_user(admin, "ada@example.com", 100'000);
 
@@ -206,10 +227,8 @@ BOOST_AUTO_TEST_CASE(large_answers_arrive_whole_while_streams_share_the_connecti
   // each must be handed over, though no more bytes arrive after the last.
   constexpr int each = 6;
   constexpr std::size_t inputs = 2000;
-  mock_upstream mock;
-  h2_proxy h2(mock.port());
-  h2_proxy h1(mock.port());
-  test_gateway gw(store::sqlite, options_with_config(http_versions_config(h2, h1)));
+  http_versions_setup setup;
+  auto& [mock, h2, h1, gw] = setup;
   auto admin = gw.admin();
   auto ada = make_metered_user(admin, "ada@example.com", 10'000'000);
   BOOST_TEST_REQUIRE(mock.settings({{"chunks", 50}, {"interval_ms", 0}}).status == 200);
@@ -253,14 +272,12 @@ BOOST_AUTO_TEST_CASE(large_answers_arrive_whole_while_streams_share_the_connecti
 
 BOOST_AUTO_TEST_CASE(a_provider_caps_its_connections) {
   constexpr int calls = 10;
-  mock_upstream mock({"--ttft-ms", "300"});
-  h2_proxy h2(mock.port());
-  h2_proxy h1(mock.port());
-  auto config = http_versions_config(h2, h1);
-  for (auto& provider : config["providers"])
-    if (provider["name"] == "h1")
-      provider["max_connections"] = 2; // HTTP/1.1, so 2 calls at a time
-  test_gateway gw(store::sqlite, options_with_config(config));
+  http_versions_setup setup({"--ttft-ms", "300"}, [](json& config) {
+    for (auto& provider : config["providers"])
+      if (provider["name"] == "h1")
+        provider["max_connections"] = 2; // HTTP/1.1, so 2 calls at a time
+  });
+  auto& [mock, h2, h1, gw] = setup;
   auto admin = gw.admin();
   auto ada = make_metered_user(admin, "ada@example.com", 10'000);
 
