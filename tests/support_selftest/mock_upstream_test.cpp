@@ -7,8 +7,10 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -375,6 +377,10 @@ BOOST_AUTO_TEST_CASE(exits_zero_on_sigterm_and_writes_port_file) {
   auto url = "http://127.0.0.1:" + std::to_string(port);
   BOOST_TEST_REQUIRE(
       (wait_for_http_ok(child, url + "/health", 20s).outcome == http_wait_outcome::ready));
+  // The mock writes the file just after it starts to listen, so /health may answer first.
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!std::filesystem::exists(dir / "port") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
   std::ifstream port_file{dir / "port"};
   int written = 0;
   port_file >> written;
