@@ -4,6 +4,10 @@
 #include "http/gateway.hpp"
 
 #ifdef TOLLGATE_JEMALLOC
+#include "http/curl_memory.hpp"
+#endif
+
+#ifdef TOLLGATE_JEMALLOC
 /// jemalloc's settings, read at start (MALLOC_CONF adds to and overrides them). A background
 /// thread returns freed memory to the system on jemalloc's decay schedule even while the
 /// gateway is idle: without it, pages freed by ended actors and streams go back only when
@@ -26,6 +30,12 @@ int main(int argc, char** argv) {
       std::printf("tollgate %s\n", std::string(config::version()).c_str());
       return 0;
     }
+#ifdef TOLLGATE_JEMALLOC
+    if (!http::keep_curl_buffers_apart())
+      std::fputs("tollgate: jemalloc gave no arena for libcurl's buffers; they share the "
+                 "others\n",
+                 stderr);
+#endif
     return http::run_gateway(cmd.config, [argc, argv] {
       return config::load_config(argc, argv, config::environment()).config;
     });

@@ -127,6 +127,11 @@ gateway_metrics::gateway_metrics()
                metric_family::kind::histogram, {}, latency_bounds)
     , in_flight("tollgate_upstream_calls_in_flight", "Upstream calls in flight.",
                 metric_family::kind::gauge, {})
+    , curl_buffers("tollgate_upstream_buffer_bytes",
+                   "Bytes of libcurl's large buffers allocated now: a receive buffer per "
+                   "HTTP/2 transfer, an upload buffer per request over TLS until it is sent, "
+                   "an input buffer per HTTP/2 connection.",
+                   metric_family::kind::gauge, {})
     , breaker_state("tollgate_breaker_state",
                     "Circuit breaker per deployment: 0 closed, 1 half-open, 2 open.",
                     metric_family::kind::gauge, {"deployment"})
@@ -151,8 +156,8 @@ gateway_metrics::gateway_metrics()
 std::string gateway_metrics::render() const {
   std::string out;
   for (const auto* f : {&requests, &errors, &tokens, &credits_charged, &duration, &ttft, &overhead,
-                        &in_flight, &breaker_state, &retries, &rate_limited, &ledger_batch,
-                        &ledger_commit, &actors, &hibernated, &activations})
+                        &in_flight, &curl_buffers, &breaker_state, &retries, &rate_limited,
+                        &ledger_batch, &ledger_commit, &actors, &hibernated, &activations})
     f->render(out);
   return out;
 }

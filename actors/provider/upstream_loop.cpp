@@ -28,6 +28,8 @@ struct upstream_loop::transfer {
   std::chrono::steady_clock::time_point started;
   std::chrono::steady_clock::time_point last_data; ///< Of the latest piece of the answer.
   bool got_bytes = false;
+  /// curl holds an upload buffer for the request until the request is sent whole.
+  bool holds_upload_buffer = false;
   /// The deadline queued for this transfer; others of it still in the queue are stale.
   std::chrono::steady_clock::time_point due;
   upstream_loop* loop = nullptr;
@@ -87,13 +89,18 @@ size_t on_header(char* ptr, size_t size, size_t count, void* user) {
   return size * count;
 }
 
-/// HTTP/2 where TLS may negotiate it.
-bool may_speak_http2(const transfer_spec& spec) {
+/// Over TLS: curl copies the request through its upload buffer.
+bool uses_tls(const transfer_spec& spec) {
   constexpr std::string_view tls = "https://";
-  return spec.http == config::http_version::automatic && spec.url.size() >= tls.size() &&
+  return spec.url.size() >= tls.size() &&
          std::equal(tls.begin(), tls.end(), spec.url.begin(), [](char a, char b) {
            return a == std::tolower(static_cast<unsigned char>(b));
          });
+}
+
+/// HTTP/2 where TLS may negotiate it.
+bool may_speak_http2(const transfer_spec& spec) {
+  return spec.http == config::http_version::automatic && uses_tls(spec);
 }
 
 [[noreturn]] void throw_errno(const char* what) {
@@ -125,6 +132,17 @@ struct upstream_loop::curl_events {
       curl_multi_assign(loop->multi_, fd, loop);
     } else if (epoll_ctl(loop->epoll_fd_, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT) {
       epoll_ctl(loop->epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+    }
+    return 0;
+  }
+
+  /// Notes a transfer whose request curl has sent whole (its body counted as uploaded): the
+  /// loop frees the upload buffer once curl has returned (no option is set in a callback).
+  static int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t uploaded) {
+    auto* t = static_cast<transfer*>(user);
+    if (t->holds_upload_buffer && uploaded >= static_cast<curl_off_t>(t->spec.body.size())) {
+      t->holds_upload_buffer = false;
+      t->loop->requests_sent_.push_back(t->id);
     }
     return 0;
   }
@@ -220,6 +238,15 @@ void upstream_loop::apply(command& cmd) {
   curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  // Over TLS, libcurl 7.88 keeps the upload buffer it sent the request from (64 KB, a page
+  // or two of it written) until the transfer ends, and streams wait long for their answer.
+  // The progress callback tells when the request is out, so the buffer can go then.
+  if (!t->spec.body.empty() && uses_tls(t->spec)) {
+    t->holds_upload_buffer = true;
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, curl_events::on_progress);
+    curl_easy_setopt(e, CURLOPT_XFERINFODATA, t.get());
+  }
   // curl's receive buffer (16 KB by default) is most of what a transfer costs in memory,
   // and thousands of streams are open at once: a stream's events are a few hundred bytes
   // each (1 KB is curl's least), a whole answer of a chat call a few KB. Not over HTTP/2:
@@ -283,6 +310,20 @@ void upstream_loop::finish(uint64_t id, int curl_code, bool cancelled, const cha
     t->spec.on_done(t->id, std::move(t->result));
 }
 
+void upstream_loop::release_upload_buffers() {
+  for (auto id : requests_sent_) {
+    auto it = transfers_.find(id);
+    if (it == transfers_.end())
+      continue; // ended meanwhile
+    CURL* e = it->second->easy;
+    // Setting the size frees curl's buffer (a transfer that sends again allocates a new one:
+    // curl's retry on a fresh connection); no more progress calls are needed.
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16L * 1024);
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 1L);
+  }
+  requests_sent_.clear();
+}
+
 void upstream_loop::queue_deadline(transfer& t, clock::time_point due) {
   t.due = due;
   deadlines_.push({due, t.id});
@@ -341,6 +382,7 @@ void upstream_loop::run() {
     for (auto& cmd : batch)
       apply(cmd);
     dispatch(events.data(), ready);
+    release_upload_buffers();
     int queued = 0;
     while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
       if (msg->msg != CURLMSG_DONE)

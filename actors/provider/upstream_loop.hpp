@@ -67,7 +67,7 @@ struct transfer_spec {
 class upstream_loop {
 public:
   struct transfer;
-  struct curl_events; ///< curl's socket callback.
+  struct curl_events; ///< curl's socket and progress callbacks.
 
   /// `max_host_connections`: connections to one host at most (0: no cap); transfers beyond
   /// what they carry wait in curl's queue for a connection or, over HTTP/2, a stream.
@@ -113,6 +113,8 @@ private:
   int wait_ms();
   void apply(command& cmd);
   void finish(uint64_t id, int curl_code, bool cancelled, const char* why = nullptr);
+  /// Frees the upload buffers of the transfers whose request curl has sent whole.
+  void release_upload_buffers();
   /// Times out the transfers that are silent past their deadline; the time until the next
   /// deadline is due (at most `longest`).
   clock::duration expire_silent(clock::duration longest);
@@ -128,6 +130,7 @@ private:
   std::atomic<std::size_t> active_{0};
   std::unordered_map<uint64_t, std::unique_ptr<transfer>> transfers_; ///< Loop thread only.
   std::priority_queue<deadline, std::vector<deadline>, std::greater<>> deadlines_; ///< Same.
+  std::vector<uint64_t> requests_sent_; ///< Transfers whose upload buffer can go. Same.
 };
 
 } // namespace tollgate

@@ -270,6 +270,52 @@ BOOST_AUTO_TEST_CASE(large_answers_arrive_whole_while_streams_share_the_connecti
   BOOST_TEST(check_ledger_invariants(*sql, ada.id) == 10'000'000 - spent);
 }
 
+BOOST_AUTO_TEST_CASE(calls_waiting_for_their_answers_hold_no_upload_buffer) {
+  // Over TLS libcurl sends a request from an upload buffer of 64 KB, and keeps it until the
+  // transfer ends unless the gateway has it freed once the request is out. A call waiting for
+  // its answer then holds only its receive buffer: 16 KB over HTTP/2, a small one over
+  // HTTP/1.1. tollgate_upstream_buffer_bytes counts libcurl's buffers of 16 KB and more.
+  constexpr int calls = 20;
+  constexpr double kib = 1024;
+  http_versions_setup setup({"--ttft-ms", "5000"});
+  auto& [mock, h2, h1, gw] = setup;
+  auto admin = gw.admin();
+  auto ada = make_metered_user(admin, "ada@example.com", 100'000);
+  auto buffer_bytes = [&] {
+    return scrape_metrics(gw).value("tollgate_upstream_buffer_bytes").value_or(-1);
+  };
+
+  for (const char* model : {"gpt-h2", "gpt-h1"}) {
+    concurrent_streams streams(gw, ada.key, model, calls);
+    bool held = wait_until(std::chrono::seconds{20},
+                           [&] { return mock.stats()["in_flight"].get<int>() == calls; });
+    // Receive buffers, the HTTP/2 connection's input buffer, and no upload buffer (20 of
+    // them alone would be 1,280 KB).
+    double bytes = -1;
+    [[maybe_unused]] bool within = wait_until(std::chrono::seconds{2}, [&] {
+      bytes = buffer_bytes();
+      return bytes >= 0 && bytes <= calls * 32 * kib + 256 * kib;
+    });
+    streams.join_and_check();
+    BOOST_TEST_CONTEXT(model << ": " << bytes / kib << " KB of libcurl's buffers") {
+      BOOST_TEST_REQUIRE(held);
+#ifdef TOLLGATE_JEMALLOC
+      BOOST_TEST(within);
+      if (std::string(model) == "gpt-h2")
+        BOOST_TEST(bytes >= calls * 16 * kib); // each call's receive buffer is counted
+#else
+      BOOST_TEST_MESSAGE("the gateway was built without jemalloc: libcurl's buffers are not "
+                         "counted");
+#endif
+    }
+  }
+  BOOST_TEST(buffer_bytes() <= 256 * kib); // the calls' buffers went back
+
+  auto sql = gw.open_db();
+  BOOST_TEST(charges_of(*sql, ada.id) == 2 * calls);
+  BOOST_TEST(check_ledger_invariants(*sql, ada.id) == 100'000 - 2 * calls * call_cost);
+}
+
 BOOST_AUTO_TEST_CASE(a_provider_caps_its_connections) {
   constexpr int calls = 10;
   http_versions_setup setup({"--ttft-ms", "300"}, [](json& config) {
