@@ -1,6 +1,5 @@
 #include "http/curl_memory.hpp"
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -12,6 +11,7 @@
 #include <sys/types.h>
 
 #include "actors/metrics/metrics.hpp"
+#include "http/purge_switch.hpp"
 
 namespace tollgate::http {
 
@@ -20,11 +20,6 @@ namespace {
 /// jemalloc's smallest large size class with 4 KB pages: below it, allocations share slabs.
 constexpr std::size_t large = 16 * 1024;
 
-/// Above this many bytes of buffers (about 1,600 streams' receive buffers) freed pages are
-/// purged at once; below the lower bound they are kept for reuse again.
-constexpr int64_t purge_above = 32 << 20;
-constexpr int64_t keep_below = 8 << 20;
-
 /// The arena's flags. The thread caches are bypassed, or a freed buffer would wait there for
 /// the next allocation of its size instead of going back to the arena.
 int large_flags = 0;
@@ -32,7 +27,9 @@ metric_value* buffer_bytes = nullptr; ///< Of the large allocations live now.
 std::string arena_prefix;             ///< "arena.<i>."
 ssize_t kept_dirty_ms = 0;            ///< The arena's own decay times, restored below the bound.
 ssize_t kept_muzzy_ms = 0;
-std::atomic<bool> purging{false};
+/// Purging from above 32 MB of live buffers (about 1,600 streams' receive buffers) until
+/// they fall below 8 MB.
+purge_switch purging(8 << 20, 32 << 20);
 
 bool set_decay(ssize_t dirty_ms, ssize_t muzzy_ms) {
   return mallctl((arena_prefix + "dirty_decay_ms").c_str(), nullptr, nullptr, &dirty_ms,
@@ -48,11 +45,10 @@ bool set_decay(ssize_t dirty_ms, ssize_t muzzy_ms) {
 /// so they are kept for reuse on jemalloc's decay schedule.
 void count(int64_t bytes) {
   auto live = buffer_bytes->value.fetch_add(bytes, std::memory_order_relaxed) + bytes;
-  if (live > purge_above && !purging.load(std::memory_order_relaxed)) {
-    if (!purging.exchange(true))
+  if (purging.update(live)) {
+    if (purging.on())
       set_decay(0, 0);
-  } else if (live < keep_below && purging.load(std::memory_order_relaxed)) {
-    if (purging.exchange(false))
+    else
       set_decay(kept_dirty_ms, kept_muzzy_ms);
   }
 }
