@@ -316,8 +316,9 @@ void upstream_loop::release_upload_buffers() {
     if (it == transfers_.end())
       continue; // ended meanwhile
     CURL* e = it->second->easy;
-    // Setting the size frees curl's buffer (a transfer that sends again allocates a new one:
-    // curl's retry on a fresh connection); no more progress calls are needed.
+    // libcurl 7.88 frees its upload buffer when this option is set (setopt.c), and nothing
+    // is pending in it once the whole body counts as sent. A transfer that sends again (curl's
+    // retry on a fresh connection) allocates a new one. No more progress calls are needed.
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16L * 1024);
     curl_easy_setopt(e, CURLOPT_NOPROGRESS, 1L);
   }
