@@ -173,6 +173,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         auto used = s.usage.prompt_tokens + s.usage.completion_tokens;
         st.limiter.correct_tokens(used - owner.mapped().tokens, rate_clock::now());
         auto charge = st.account.settle_hold(s.hold_id, s.cost);
+        auto hold_id = s.hold_id; // the settlement moves into the post
         auto post = charge_post(st, std::move(s), charge);
         auto promise = self->make_response_promise();
         post_durably(self, std::move(post), ledger_attempts,
@@ -180,7 +181,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
                        auto committed = result.status == storage::apply_status::committed;
                        self->state.account.finish_change(-charge, committed);
                        if (!committed)
-                         spdlog::error("charge of {} for {} not recorded: {}", charge, s.hold_id,
+                         spdlog::error("charge of {} for {} not recorded: {}", charge, hold_id,
                                        result.error);
                        promise.deliver(std::move(result));
                      });
