@@ -5,9 +5,7 @@
 
 #ifdef TOLLGATE_JEMALLOC
 #include "http/curl_memory.hpp"
-#endif
 
-#ifdef TOLLGATE_JEMALLOC
 /// jemalloc's settings, read at start (MALLOC_CONF adds to and overrides them). A background
 /// thread returns freed memory to the system on jemalloc's decay schedule even while the
 /// gateway is idle: without it, pages freed by ended actors and streams go back only when
