@@ -16,7 +16,8 @@ namespace {
 
 api_error make(int status, std::string type, std::string code, std::string message,
                std::string param = {}) {
-  return api_error{status, std::move(type), std::move(code), std::move(message), std::move(param)};
+  return api_error{status, std::move(type), std::move(code), std::move(message), std::move(param),
+                   {}};
 }
 
 } // namespace

@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -38,10 +40,19 @@ std::uint16_t bind_loopback(std::uint16_t port) {
 } // namespace
 
 std::uint16_t free_loopback_port() {
-  auto port = bind_loopback(0);
-  if (port == 0)
-    throw std::runtime_error("cannot bind 127.0.0.1:0");
-  return port;
+  // The kernel may hand the same port to two binds in a row once the first socket is
+  // closed: a gateway's HTTP and cluster ports once came out equal. No port is given twice.
+  static std::mutex mutex;
+  static std::set<std::uint16_t> given;
+  std::lock_guard lock(mutex);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    auto port = bind_loopback(0);
+    if (port == 0)
+      throw std::runtime_error("cannot bind 127.0.0.1:0");
+    if (given.insert(port).second)
+      return port;
+  }
+  throw std::runtime_error("no loopback port that was not handed out before");
 }
 
 bool loopback_port_free(std::uint16_t port) {
