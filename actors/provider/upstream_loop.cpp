@@ -67,35 +67,34 @@ size_t on_write(char* ptr, size_t size, size_t count, void* user) {
   return bytes;
 }
 
+/// Whether `text` begins with `prefix` (lower case), ignoring the case of `text`.
+bool starts_with_lower(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() &&
+         std::equal(prefix.begin(), prefix.end(), text.begin(), [](char p, char c) {
+           return p == std::tolower(static_cast<unsigned char>(c));
+         });
+}
+
 /// Keeps the one response header the gateway acts on: Retry-After (in seconds).
 size_t on_header(char* ptr, size_t size, size_t count, void* user) {
   auto* t = static_cast<upstream_loop::transfer*>(user);
   std::string_view line(ptr, size * count);
   constexpr std::string_view name = "retry-after:";
-  if (line.size() > name.size()) {
-    bool match = true;
-    for (std::size_t i = 0; i < name.size() && match; ++i)
-      match = std::tolower(static_cast<unsigned char>(line[i])) == name[i];
-    if (match) {
-      int64_t seconds = 0;
-      auto value = line.substr(name.size());
-      while (!value.empty() && value.front() == ' ')
-        value.remove_prefix(1);
-      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
-      if (ec == std::errc() && end != value.data() && seconds > 0)
-        t->result.retry_after_ms = seconds * 1000;
-    }
+  if (starts_with_lower(line, name)) {
+    int64_t seconds = 0;
+    auto value = line.substr(name.size());
+    while (!value.empty() && value.front() == ' ')
+      value.remove_prefix(1);
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+    if (ec == std::errc() && end != value.data() && seconds > 0)
+      t->result.retry_after_ms = seconds * 1000;
   }
   return size * count;
 }
 
 /// Over TLS: curl copies the request through its upload buffer.
 bool uses_tls(const transfer_spec& spec) {
-  constexpr std::string_view tls = "https://";
-  return spec.url.size() >= tls.size() &&
-         std::equal(tls.begin(), tls.end(), spec.url.begin(), [](char a, char b) {
-           return a == std::tolower(static_cast<unsigned char>(b));
-         });
+  return starts_with_lower(spec.url, "https://");
 }
 
 /// HTTP/2 where TLS may negotiate it.
