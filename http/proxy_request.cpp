@@ -709,6 +709,7 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
                             proxy_call call, proxy_actors actors) {
   auto ctx = std::make_shared<context>(context{std::move(req), std::move(call), std::move(actors)});
   self->state.counted = std::make_unique<active_call>(ctx->actors.active_calls);
+  self->state.self_handle = caf::actor_cast<caf::actor>(self);
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
     if (msg.source != st.admitted.user.address())

@@ -17,6 +17,34 @@ using self_ptr = caf::stateful_actor<user_state>*;
 constexpr auto ledger_retry_delay = std::chrono::seconds(1);
 constexpr int ledger_attempts = 30;
 
+/// Ends the actor. Settlements still waiting for the ledger are failed as CAF fails a request
+/// it never handled: their calls then settle with whichever actor owns the user next.
+void end_user(self_ptr self, caf::error reason = {}) {
+  if (auto& work = self->state.work) {
+    auto settling = std::move(work->settling);
+    for (auto& [id, promise] : settling)
+      promise.deliver(caf::make_error(caf::sec::request_receiver_down));
+  }
+  self->quit(std::move(reason));
+}
+
+/// Keeps the promise of a settlement (`settle_atom`) until its charge is durable or refused.
+uint64_t start_settlement(user_state& st, caf::response_promise promise) {
+  auto& work = st.busy();
+  auto id = ++work.last_settlement;
+  work.settling.emplace(id, std::move(promise));
+  return id;
+}
+
+/// Answers a settlement once its charge is durable or refused.
+void finish_settlement(self_ptr self, uint64_t settlement, storage::ledger_result result) {
+  if (!self->state.work)
+    return;
+  auto node = self->state.work->settling.extract(settlement);
+  if (!node.empty())
+    node.mapped().deliver(std::move(result));
+}
+
 /// Sends `post` to the ledger until it is durable (or the attempts run out): a charge is
 /// never dropped because the store hiccuped. `done` gets the final result.
 void post_durably(self_ptr self, storage::ledger_post post, int attempts,
@@ -31,7 +59,7 @@ void post_durably(self_ptr self, storage::ledger_post post, int attempts,
               spdlog::warn("ledger refused {} for {}: {}", post.change.request_id,
                            self->state.user.id, result.error);
               done(std::move(result));
-              self->quit();
+              end_user(self);
               return;
             }
             if (result.status == storage::apply_status::failed && attempts > 1) {
@@ -105,6 +133,11 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
       }
     }
   });
+  // Ended from outside (its shard left this node, or the node stops).
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    if (msg.reason != caf::exit_reason::normal)
+      end_user(self, std::move(msg.reason));
+  });
   init.user = std::move(user);
   init.ledger = std::move(ledger);
   init.directory = std::move(directory);
@@ -176,15 +209,14 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         auto hold_id = s.hold_id; // the settlement moves into the post
         auto post = charge_post(st, std::move(s), charge);
         auto promise = self->make_response_promise();
-        post_durably(self, std::move(post), ledger_attempts,
-                     [=](storage::ledger_result result) mutable {
-                       auto committed = result.status == storage::apply_status::committed;
-                       self->state.account.finish_change(-charge, committed);
-                       if (!committed)
-                         spdlog::error("charge of {} for {} not recorded: {}", charge, hold_id,
-                                       result.error);
-                       promise.deliver(std::move(result));
-                     });
+        auto settlement = start_settlement(st, promise);
+        post_durably(self, std::move(post), ledger_attempts, [=](storage::ledger_result result) {
+          auto committed = result.status == storage::apply_status::committed;
+          self->state.account.finish_change(-charge, committed);
+          if (!committed)
+            spdlog::error("charge of {} for {} not recorded: {}", charge, hold_id, result.error);
+          finish_settlement(self, settlement, std::move(result));
+        });
         return promise;
       },
       [=](settle_atom, settlement& s, bool) -> caf::result<storage::ledger_result> {
@@ -198,12 +230,12 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         st.account.begin_change(-charge);
         auto post = charge_post(st, std::move(s), charge);
         auto promise = self->make_response_promise();
-        post_durably(self, std::move(post), ledger_attempts,
-                     [=](storage::ledger_result result) mutable {
-                       self->state.account.finish_change(
-                           -charge, result.status == storage::apply_status::committed);
-                       promise.deliver(std::move(result));
-                     });
+        auto settlement = start_settlement(st, promise);
+        post_durably(self, std::move(post), ledger_attempts, [=](storage::ledger_result result) {
+          self->state.account.finish_change(-charge,
+                                            result.status == storage::apply_status::committed);
+          finish_settlement(self, settlement, std::move(result));
+        });
         return promise;
       },
       [=](credit_atom, credit_order& order) -> caf::result<storage::ledger_result> {
@@ -251,7 +283,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
             first_asker = false;
           }
           if (fenced)
-            self->quit(); // the shard moved: the new owner loads the user afresh
+            end_user(self); // the shard moved: the new owner loads the user afresh
         };
         self->request(st.ledger, caf::infinite, post_atom_v, std::move(post))
             .then([=](storage::ledger_result& result) { finish(std::move(result)); },
@@ -264,7 +296,7 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         // The user's shard moves to another node (its open work has ended): its own windows
         // go along.
         auto taken = windows_now(self->state.limiter);
-        self->quit();
+        end_user(self);
         return taken;
       },
       [=](open_work_atom) {

@@ -50,9 +50,14 @@ struct user_state {
     std::unordered_map<std::string, std::vector<caf::response_promise>> credits_in_flight;
     std::unordered_map<std::string, hold_owner> hold_owners;
     std::unordered_map<std::string, pending_retry> retries;
+    /// Settlements whose charge is on its way to the ledger, by a number of their own: failed
+    /// as never handled if this actor ends first, so that their calls settle with the user's
+    /// next owner (their request ids keep that to one charge each).
+    std::unordered_map<uint64_t, caf::response_promise> settling;
+    uint64_t last_settlement = 0;
 
     std::size_t size() const {
-      return credits_in_flight.size() + hold_owners.size() + retries.size();
+      return credits_in_flight.size() + hold_owners.size() + retries.size() + settling.size();
     }
   };
   std::unique_ptr<open_work> work;

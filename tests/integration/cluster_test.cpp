@@ -727,9 +727,13 @@ BOOST_AUTO_TEST_CASE(a_stalled_node_never_commits_after_losing_its_lease) {
   BOOST_TEST_REQUIRE(served, "the shard was not taken over while its owner stalled");
   BOOST_TEST(epoch_after > epoch_before);
   BOOST_TEST(cluster.owner_of_user(fay.id) != stalled);
-  // The woken node finishes the calls it had in flight: the ledger refuses their charges
-  // (fenced), so those calls end in an error, never in a charge nobody can account for.
+  // The woken node finishes the calls it had in flight. Its ledger posts are refused (fenced)
+  // or its user actor has ended under them: each call is charged once through the user's new
+  // owner, or ends in an error without a charge, and none is left without an answer.
   auto outcomes = on_owner.stop();
+  for (const auto& o : outcomes)
+    BOOST_TEST(o.failure.empty(), "a call through the stalled node got no answer after "
+                                      << o.took.count() << " ms: " << o.failure);
   BOOST_TEST_REQUIRE(cluster.wait_settled(), cluster.state().dump());
   // And the woken node serves again, through the new owner.
   http_client again(cluster.node(stalled).base_url());
