@@ -22,6 +22,7 @@ struct context {
   request_handle req;
   proxy_call call;
   proxy_actors actors;
+  bool answered = false; ///< A response (or the head of a stream) went to the client.
 };
 using ctx_ptr = std::shared_ptr<context>;
 
@@ -144,6 +145,7 @@ void end_request(self_ptr self) {
 void fail(self_ptr self, const ctx_ptr& ctx, const schemas::api_error& err) {
   auto headers = rate_header_list(self->state.admitted.headers);
   headers.emplace_back("x-tollgate-request-id", ctx->call.request_id);
+  ctx->answered = true;
   send_error(ctx->req, err, ctx->call.echo_id, headers);
   end_request(self);
 }
@@ -330,6 +332,7 @@ void write_chunk(self_ptr self, std::string bytes) {
 
 void open_stream(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
+  ctx->answered = true;
   st.response.emplace(ctx->req->create_response<restinio::chunked_output_t>());
   st.response->append_header(restinio::http_field::content_type, "text/event-stream");
   st.response->append_header(restinio::http_field::cache_control, "no-cache");
@@ -523,6 +526,7 @@ void finish_buffered(self_ptr self, const ctx_ptr& ctx, transfer_result result) 
     headers.emplace_back("x-tollgate-request-id", ctx->call.request_id);
     if (r.status == storage::apply_status::committed)
       headers.emplace_back("x-tollgate-cost", std::to_string(-r.entry.amount));
+    ctx->answered = true;
     send_json(ctx->req, 200, std::move(body), ctx->call.echo_id, headers);
     end_request(self);
   });
@@ -709,7 +713,20 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
                             proxy_call call, proxy_actors actors) {
   auto ctx = std::make_shared<context>(context{std::move(req), std::move(call), std::move(actors)});
   self->state.counted = std::make_unique<active_call>(ctx->actors.active_calls);
-  self->state.self_handle = caf::actor_cast<caf::actor>(self);
+  // CAF ends an actor that nobody holds a handle to any more ("unreachable") without running
+  // another of its handlers, and one whose handler threw: such a call is answered here rather
+  // than left waiting. (Actors that end with a request of this one unanswered fail it, so
+  // this is not expected to happen.)
+  self->attach_functor([ctx](const caf::error& reason) {
+    if (!reason || ctx->answered)
+      return;
+    spdlog::error(json{{"msg", "call ended without an answer"},
+                       {"request_id", ctx->call.request_id},
+                       {"reason", caf::to_string(reason)}}
+                      .dump());
+    send_error(ctx->req, schemas::internal_error("the gateway lost this call; retry it"),
+               ctx->call.echo_id);
+  });
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
     if (msg.source != st.admitted.user.address())

@@ -88,14 +88,6 @@ struct proxy_request_state {
   /// messages), so the settlement goes straight to the user's current owner.
   bool user_down = false;
   std::unique_ptr<active_call> counted;
-  /// This actor's own handle, kept until it quits (CAF destroys the state then). CAF ends an
-  /// actor nobody holds a handle to ("unreachable") without running another handler, and
-  /// nothing else need hold this one while it waits: RESTinio does not, and the requests it
-  /// waits on to local actors have no timeout (whose clock entry would). When the user actor
-  /// ends with the settlement unanswered (its shard left the node), the promise it drops is
-  /// the last handle, and the down message that would settle the call elsewhere comes too
-  /// late: the client would wait for a response that never comes.
-  caf::actor self_handle;
   admission admitted;
   route_plan route; ///< The current attempt's deployment.
   hold_grant hold;
