@@ -102,11 +102,11 @@ char* curl_strdup(const char* s) {
   return strdup(s);
 }
 
-void* curl_calloc(std::size_t count, std::size_t size) {
-  if (size != 0 && count > static_cast<std::size_t>(-1) / size)
+void* curl_calloc(std::size_t items, std::size_t size) {
+  if (size != 0 && items > static_cast<std::size_t>(-1) / size)
     return nullptr;
-  return count * size >= large ? counted(mallocx(count * size, large_flags | MALLOCX_ZERO))
-                               : std::calloc(count, size);
+  return items * size >= large ? counted(mallocx(items * size, large_flags | MALLOCX_ZERO))
+                               : std::calloc(items, size);
 }
 
 } // namespace
