@@ -31,13 +31,12 @@ caf::result<T> with_user(self_ptr self, bool stale, Fn answer) {
   auto promise = self->make_response_promise<T>();
   // Answered below, or, if this actor ends first, failed as CAF fails a request it never
   // handled: the caller then asks the directory again.
-  auto id = ++st.next_waiting;
-  st.waiting.emplace_back(id, [promise](const caf::error& err) mutable { promise.deliver(err); });
+  auto id = st.waiting.add(promise);
   self->request(st.directory, resolve_timeout, resolve_user_atom_v, st.key.user_id)
       .then(
           [=](caf::actor& user) mutable {
             auto& now = self->state;
-            now.stop_waiting(id);
+            now.waiting.take(id); // answered below, through the typed promise
             if (user != now.user) {
               if (now.user)
                 self->demonitor(now.user);
@@ -51,7 +50,7 @@ caf::result<T> with_user(self_ptr self, bool stale, Fn answer) {
               promise.deliver(answered.error());
           },
           [=](caf::error& err) mutable {
-            self->state.stop_waiting(id);
+            self->state.waiting.take(id);
             promise.deliver(err);
           });
   return promise;
@@ -59,9 +58,7 @@ caf::result<T> with_user(self_ptr self, bool stale, Fn answer) {
 
 /// Ends the actor; calls still waiting for their user are failed as never handled.
 void end_key(self_ptr self, caf::error reason = {}) {
-  auto waiting = std::move(self->state.waiting);
-  for (auto& [id, fail] : waiting)
-    fail(caf::make_error(caf::sec::request_receiver_down));
+  self->state.waiting.fail_all();
   self->quit(std::move(reason));
 }
 

@@ -2,9 +2,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
-#include <utility>
-#include <vector>
 
 #include <caf/all.hpp>
 
@@ -12,6 +9,7 @@
 #include "actors/key/key_policy.hpp"
 #include "actors/limits/rate_limiter.hpp"
 #include "actors/messages.hpp"
+#include "actors/owed_answers.hpp"
 
 namespace tollgate {
 
@@ -23,15 +21,8 @@ struct key_state {
   caf::actor user;
   caf::actor directory;
   idle_timer idle; ///< Ends the actor after a quiet spell.
-  /// Calls waiting for the user actor to be found, by id: failed if this actor ends first
-  /// (CAF drops an undelivered promise silently, and its caller would wait forever). Rarely
-  /// more than one, so a vector: it keeps the actor in a smaller allocation size class.
-  std::vector<std::pair<uint64_t, std::function<void(const caf::error&)>>> waiting;
-  uint64_t next_waiting = 0;
-
-  void stop_waiting(uint64_t id) {
-    std::erase_if(waiting, [id](const auto& w) { return w.first == id; });
-  }
+  /// Calls waiting for the user actor to be found: failed if this actor ends first.
+  owed_answers waiting;
 };
 
 /// One per API key: owns the key's policy and rate windows, and admits or rejects each call

@@ -20,29 +20,23 @@ constexpr int ledger_attempts = 30;
 /// Ends the actor. Settlements still waiting for the ledger are failed as CAF fails a request
 /// it never handled: their calls then settle with whichever actor owns the user next.
 void end_user(self_ptr self, caf::error reason = {}) {
-  if (auto& work = self->state.work) {
-    auto settling = std::move(work->settling);
-    for (auto& [id, promise] : settling)
-      promise.deliver(caf::make_error(caf::sec::request_receiver_down));
-  }
+  if (auto& work = self->state.work)
+    work->settling.fail_all();
   self->quit(std::move(reason));
 }
 
 /// Keeps the promise of a settlement (`settle_atom`) until its charge is durable or refused.
 uint64_t start_settlement(user_state& st, caf::response_promise promise) {
-  auto& work = st.busy();
-  auto id = ++work.last_settlement;
-  work.settling.emplace(id, std::move(promise));
-  return id;
+  return st.busy().settling.add(std::move(promise));
 }
 
 /// Answers a settlement once its charge is durable or refused.
 void finish_settlement(self_ptr self, uint64_t settlement, storage::ledger_result result) {
   if (!self->state.work)
     return;
-  auto node = self->state.work->settling.extract(settlement);
-  if (!node.empty())
-    node.mapped().deliver(std::move(result));
+  auto promise = self->state.work->settling.take(settlement);
+  if (promise.pending())
+    promise.deliver(std::move(result));
 }
 
 /// Sends `post` to the ledger until it is durable (or the attempts run out): a charge is

@@ -12,6 +12,7 @@
 #include "actors/idle_timer.hpp"
 #include "actors/limits/rate_limiter.hpp"
 #include "actors/messages.hpp"
+#include "actors/owed_answers.hpp"
 #include "actors/user/credit_account.hpp"
 
 namespace tollgate {
@@ -50,11 +51,10 @@ struct user_state {
     std::unordered_map<std::string, std::vector<caf::response_promise>> credits_in_flight;
     std::unordered_map<std::string, hold_owner> hold_owners;
     std::unordered_map<std::string, pending_retry> retries;
-    /// Settlements whose charge is on its way to the ledger, by a number of their own: failed
-    /// as never handled if this actor ends first, so that their calls settle with the user's
-    /// next owner (their request ids keep that to one charge each).
-    std::unordered_map<uint64_t, caf::response_promise> settling;
-    uint64_t last_settlement = 0;
+    /// Settlements whose charge is on its way to the ledger: failed if this actor ends first,
+    /// so that their calls settle with the user's next owner (their request ids keep that to
+    /// one charge each).
+    owed_answers settling;
 
     std::size_t size() const {
       return credits_in_flight.size() + hold_owners.size() + retries.size() + settling.size();
