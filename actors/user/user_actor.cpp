@@ -17,11 +17,19 @@ using self_ptr = caf::stateful_actor<user_state>*;
 constexpr auto ledger_retry_delay = std::chrono::seconds(1);
 constexpr int ledger_attempts = 30;
 
-/// Ends the actor. Settlements still waiting for the ledger are failed as CAF fails a request
-/// it never handled: their calls then settle with whichever actor owns the user next.
+/// Ends the actor. Settlements and credits still waiting for the ledger are failed as CAF
+/// fails a request it never handled: their calls then settle with whichever actor owns the
+/// user next, and the directory passes the credits on to it (request ids keep each to one
+/// ledger entry).
 void end_user(self_ptr self, caf::error reason = {}) {
-  if (auto& work = self->state.work)
+  if (auto& work = self->state.work) {
     work->settling.fail_all();
+    auto credits = std::move(work->credits_in_flight);
+    work->credits_in_flight.clear();
+    for (auto& [request_id, askers] : credits)
+      for (auto& asker : askers)
+        fail_as_never_handled(asker);
+  }
   self->quit(std::move(reason));
 }
 

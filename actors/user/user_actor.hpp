@@ -47,7 +47,8 @@ struct user_state {
   /// Work under way, made by the first call and dropped on an idle tick once it is all done:
   /// an idle user actor then stays small (the whole actor fits a 1.5 KB allocation).
   struct open_work {
-    /// Credits sent to the ledger, by request id: replays arriving meanwhile wait here.
+    /// Credits sent to the ledger, by request id: replays arriving meanwhile wait here. All are
+    /// failed if this actor ends first, so that the directory passes them on to the next owner.
     std::unordered_map<std::string, std::vector<caf::response_promise>> credits_in_flight;
     std::unordered_map<std::string, hold_owner> hold_owners;
     std::unordered_map<std::string, pending_retry> retries;
