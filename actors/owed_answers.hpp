@@ -23,8 +23,10 @@ inline void fail_as_never_handled(caf::response_promise& promise) {
 /// way CAF answers a request nobody handled (`sec::request_receiver_down`), so that the
 /// caller asks again, of whoever has the work now.
 ///
-/// Rarely more than a few at once: a vector, in the order they were added, keeps an idle
-/// owner small. (A typed promise converts to the `caf::response_promise` kept here.)
+/// Rarely more than a few dozen at once (a user's calls waiting for one ledger commit): a
+/// vector in the order they were added keeps an idle owner small, and `take` finds a
+/// number by binary search and moves the later ones down. (A typed promise converts to the
+/// `caf::response_promise` kept here.)
 class owed_answers {
 public:
   /// Keeps `promise` until `take` or `fail_all`; returns its number.
