@@ -23,9 +23,14 @@ constexpr int ledger_attempts = 30;
 /// ledger entry).
 void end_user(self_ptr self, caf::error reason = {}) {
   if (auto& work = self->state.work) {
-    work->settling.fail_all();
+    auto settlements = work->settling.size();
     auto credits = std::move(work->credits_in_flight);
     work->credits_in_flight.clear();
+    if (settlements > 0 || !credits.empty())
+      spdlog::warn("user {} ends with {} charges and {} credits under way: they go to its "
+                   "next owner",
+                   self->state.user.id, settlements, credits.size());
+    work->settling.fail_all();
     for (auto& [request_id, askers] : credits)
       for (auto& asker : askers)
         fail_as_never_handled(asker);

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -714,6 +715,20 @@ BOOST_AUTO_TEST_CASE(a_stalled_node_never_commits_after_losing_its_lease) {
   std::this_thread::sleep_for(300ms); // let new calls get under way upstream
   auto pid = cluster.node(stalled).pid();
   BOOST_TEST_REQUIRE(::kill(pid, SIGSTOP) == 0);
+  // An admin credit sent to the stalled node waits in its socket and is handled as it wakes
+  // up, while it drops the shard: it must get an answer, and change the balance at most once.
+  const int64_t top_up = 5'000'000;
+  const std::string top_up_key = "stalled-top-up";
+  int stalled_credit_status = 0;
+  std::string stalled_credit_error;
+  std::thread stalled_credit([&] {
+    try {
+      auto late_admin = cluster.admin(stalled, 60000ms);
+      stalled_credit_status = post_credits(late_admin, fay.id, top_up, "top-up", top_up_key).status;
+    } catch (const std::exception& e) {
+      stalled_credit_error = e.what(); // no answer within a minute
+    }
+  });
   // Longer than the lease: the others take the shard over with a higher epoch.
   auto survivor = (stalled + 1) % cluster.size();
   http_client probe(cluster.node(survivor).base_url());
@@ -732,7 +747,24 @@ BOOST_AUTO_TEST_CASE(a_stalled_node_never_commits_after_losing_its_lease) {
   // owner and succeeds.
   auto outcomes = on_owner.stop();
   expect_all_succeeded(outcomes, "calls through the stalled node");
+  stalled_credit.join();
+  BOOST_TEST_MESSAGE("the credit sent to the stalled node got " << stalled_credit_status);
+  // Done (201), or refused with nothing changed (503): never left unanswered (0).
+  BOOST_TEST((stalled_credit_status == 201 || stalled_credit_status == 503),
+             "the credit sent to the stalled node got " << stalled_credit_status << " "
+                                                        << stalled_credit_error);
   BOOST_TEST_REQUIRE(cluster.wait_settled(), cluster.state().dump());
+  // The same credit again, through a survivor: a replay if it was done, else done now.
+  auto survivor_admin = cluster.admin(survivor);
+  int again_status = 0;
+  BOOST_TEST(
+      wait_until(20s,
+                 [&] {
+                   again_status =
+                       post_credits(survivor_admin, fay.id, top_up, "top-up", top_up_key).status;
+                   return again_status == 201;
+                 }),
+      "the credit retried through a survivor got " << again_status);
   // And the woken node serves again, through the new owner.
   http_client again(cluster.node(stalled).base_url());
   again.bearer(fay.key);
@@ -749,14 +781,21 @@ BOOST_AUTO_TEST_CASE(a_stalled_node_never_commits_after_losing_its_lease) {
   for (const auto& o : outcomes)
     known.insert(o.request_id);
   std::vector<outcome> all = outcomes;
-  for (const auto& e : entries)
+  int top_ups = 0;
+  for (const auto& e : entries) {
     if (e.kind == "charge" && !known.count(e.request_id)) {
       outcome probe_call; // a probe through the survivor
       probe_call.status = 200;
       probe_call.request_id = e.request_id;
       all.push_back(probe_call);
     }
-  expect_charged_exactly(cluster, fay, opening, all);
+    if (e.request_id == "credit:" + fay.id + ":" + top_up_key) {
+      ++top_ups;
+      BOOST_TEST(e.amount == top_up);
+    }
+  }
+  BOOST_TEST(top_ups == 1, "the credit is in the ledger " << top_ups << " times");
+  expect_charged_exactly(cluster, fay, opening + top_up, all);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
