@@ -10,12 +10,6 @@
 
 namespace tollgate {
 
-/// Answers `promise` the way CAF answers a request nobody handled: its caller then asks
-/// again, of whoever has the work now.
-inline void fail_as_never_handled(caf::response_promise& promise) {
-  promise.deliver(caf::make_error(caf::sec::request_receiver_down));
-}
-
 /// The answers an actor owes: requests it took and answers later, each kept under a number
 /// of its own until it is answered. When an actor ends, CAF drops its undelivered promises
 /// without a word, and a caller that asked without a timeout would wait forever; an actor
@@ -53,7 +47,7 @@ public:
     auto owed = std::move(owed_);
     owed_.clear();
     for (auto& [id, promise] : owed)
-      fail_as_never_handled(promise);
+      promise.deliver(caf::make_error(caf::sec::request_receiver_down));
   }
 
   std::size_t size() const { return owed_.size(); }

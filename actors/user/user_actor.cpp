@@ -23,31 +23,22 @@ constexpr int ledger_attempts = 30;
 /// ledger entry).
 void end_user(self_ptr self, caf::error reason = {}) {
   if (auto& work = self->state.work) {
-    auto settlements = work->settling.size();
-    auto credits = std::move(work->credits_in_flight);
+    if (!work->owed.empty())
+      spdlog::warn("user {} ends with {} charges and credits under way: they go to its next "
+                   "owner",
+                   self->state.user.id, work->owed.size());
+    work->owed.fail_all();
     work->credits_in_flight.clear();
-    if (settlements > 0 || !credits.empty())
-      spdlog::warn("user {} ends with {} charges and {} credits under way: they go to its "
-                   "next owner",
-                   self->state.user.id, settlements, credits.size());
-    work->settling.fail_all();
-    for (auto& [request_id, askers] : credits)
-      for (auto& asker : askers)
-        fail_as_never_handled(asker);
   }
   self->quit(std::move(reason));
 }
 
-/// Keeps the promise of a settlement (`settle_atom`) until its charge is durable or refused.
-uint64_t start_settlement(user_state& st, caf::response_promise promise) {
-  return st.busy().settling.add(std::move(promise));
-}
-
-/// Answers a settlement once its charge is durable or refused.
-void finish_settlement(self_ptr self, uint64_t settlement, storage::ledger_result result) {
+/// Answers the request numbered `id` in the open work's `owed` once its change is durable
+/// or refused.
+void answer_owed(self_ptr self, uint64_t id, storage::ledger_result result) {
   if (!self->state.work)
     return;
-  auto promise = self->state.work->settling.take(settlement);
+  auto promise = self->state.work->owed.take(id);
   if (promise.pending())
     promise.deliver(std::move(result));
 }
@@ -216,13 +207,13 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         auto hold_id = s.hold_id; // the settlement moves into the post
         auto post = charge_post(st, std::move(s), charge);
         auto promise = self->make_response_promise();
-        auto settlement = start_settlement(st, promise);
+        auto settlement = st.busy().owed.add(promise);
         post_durably(self, std::move(post), ledger_attempts, [=](storage::ledger_result result) {
           auto committed = result.status == storage::apply_status::committed;
           self->state.account.finish_change(-charge, committed);
           if (!committed)
             spdlog::error("charge of {} for {} not recorded: {}", charge, hold_id, result.error);
-          finish_settlement(self, settlement, std::move(result));
+          answer_owed(self, settlement, std::move(result));
         });
         return promise;
       },
@@ -237,11 +228,11 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         st.account.begin_change(-charge);
         auto post = charge_post(st, std::move(s), charge);
         auto promise = self->make_response_promise();
-        auto settlement = start_settlement(st, promise);
+        auto settlement = st.busy().owed.add(promise);
         post_durably(self, std::move(post), ledger_attempts, [=](storage::ledger_result result) {
           self->state.account.finish_change(-charge,
                                             result.status == storage::apply_status::committed);
-          finish_settlement(self, settlement, std::move(result));
+          answer_owed(self, settlement, std::move(result));
         });
         return promise;
       },
@@ -249,8 +240,9 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         auto& st = self->state;
         st.idle.touch();
         auto promise = self->make_response_promise();
-        auto [waiting, first] = st.busy().credits_in_flight.try_emplace(order.request_id);
-        waiting->second.push_back(promise);
+        auto& work = st.busy();
+        auto [waiting, first] = work.credits_in_flight.try_emplace(order.request_id);
+        waiting->second.push_back(work.owed.add(promise));
         if (!first)
           return promise;
         // A debit that does not fit is still sent, with an unreachable floor: the ledger then
@@ -283,10 +275,10 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
           auto node = now.busy().credits_in_flight.extract(order.request_id);
           // The first asker gets the outcome; those that asked meanwhile replayed it.
           bool first_asker = true;
-          for (auto& p : node.mapped()) {
+          for (auto asker : node.mapped()) {
             if (!first_asker && result.status == storage::apply_status::committed)
               result.status = storage::apply_status::replayed;
-            p.deliver(result);
+            answer_owed(self, asker, result);
             first_asker = false;
           }
           if (fenced)

@@ -47,19 +47,17 @@ struct user_state {
   /// Work under way, made by the first call and dropped on an idle tick once it is all done:
   /// an idle user actor then stays small (the whole actor fits a 1.5 KB allocation).
   struct open_work {
-    /// Credits sent to the ledger, by request id: replays arriving meanwhile wait here. All are
-    /// failed if this actor ends first, so that the directory passes them on to the next owner.
-    std::unordered_map<std::string, std::vector<caf::response_promise>> credits_in_flight;
+    /// The answers of settlements and credits whose change is on its way to the ledger:
+    /// failed if this actor ends first, so that their calls settle with the user's next owner
+    /// and the directory passes the credits on to it (request ids keep each to one entry).
+    owed_answers owed;
+    /// Credits sent to the ledger, by request id: the numbers in `owed` of their askers
+    /// (replays arriving meanwhile wait here too).
+    std::unordered_map<std::string, std::vector<uint64_t>> credits_in_flight;
     std::unordered_map<std::string, hold_owner> hold_owners;
     std::unordered_map<std::string, pending_retry> retries;
-    /// Settlements whose charge is on its way to the ledger: failed if this actor ends first,
-    /// so that their calls settle with the user's next owner (their request ids keep that to
-    /// one charge each).
-    owed_answers settling;
 
-    std::size_t size() const {
-      return credits_in_flight.size() + hold_owners.size() + retries.size() + settling.size();
-    }
+    std::size_t size() const { return owed.size() + hold_owners.size() + retries.size(); }
   };
   std::unique_ptr<open_work> work;
 
