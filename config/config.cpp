@@ -485,7 +485,7 @@ gateway_config read_config(const json& root) {
   if (const auto* http = member(root, "http")) {
     check_keys(*http, "http", {"threads", "max_body_bytes", "request_timeout_seconds"});
     if (const auto* threads = member(*http, "threads"))
-      config.http.threads = static_cast<unsigned>(read_integer(*threads, "http.threads", 1, 256));
+      config.http.threads = static_cast<unsigned>(read_integer(*threads, "http.threads", 0, 256));
     if (const auto* bytes = member(*http, "max_body_bytes"))
       config.http.max_body_bytes =
           static_cast<std::size_t>(read_integer(*bytes, "http.max_body_bytes", 1024));

@@ -96,7 +96,9 @@ struct rate_limits {
 
 /// Settings of the RESTinio front end.
 struct http_config {
-  unsigned threads = 2;
+  /// Threads of the front end's own; 0: its sockets are served by the actor workers between
+  /// their jobs (no thread crossing between reading a request and its first actor hops).
+  unsigned threads = 0;
   std::size_t max_body_bytes = 4 << 20;
   std::chrono::seconds request_timeout{600};
 };

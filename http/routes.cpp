@@ -391,7 +391,8 @@ std::vector<route> routes() {
 
 /// Authentication and body checks shared by every route, then the route's own handler.
 status dispatch(const ctx_ptr& ctx, const route& r, request_handle req, params route_params) {
-  name_this_thread_once("tg-http"); // RESTinio's I/O threads
+  // RESTinio's own threads (`http.threads`); actor workers already carry their name.
+  name_this_thread_once("tg-http");
   auto request_id = request_id_of(req);
   call c{std::move(req), std::move(request_id), std::move(route_params)};
   if (auto err = check_body(c.req, ctx->max_body_bytes))

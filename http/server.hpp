@@ -7,7 +7,8 @@
 
 namespace tollgate::http {
 
-/// The RESTinio front end on its own thread pool.
+/// The RESTinio front end: on the actor workers (`http.threads` 0, see worker_io.hpp) or on a
+/// thread pool of its own.
 class server {
 public:
   server(const config::gateway_config& cfg, std::shared_ptr<const route_context> ctx);

@@ -6,15 +6,33 @@
 #include <cstddef>
 #include <deque>
 #include <mutex>
+#include <thread>
 
+#include <caf/actor_system.hpp>
 #include <caf/detail/double_ended_queue.hpp>
 #include <caf/policy/unprofiled.hpp>
 #include <caf/resumable.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
+#include <caf/scheduler/coordinator.hpp>
 
 #include "actors/thread_name.hpp"
 
 namespace tollgate {
+
+/// An event loop that idle actor workers run between their jobs (the HTTP front end's sockets,
+/// see `http/worker_io.hpp`). Like actors, what it runs must never block.
+class worker_event_loop {
+public:
+  virtual ~worker_event_loop() = default;
+  /// Runs a few ready handlers without waiting; whether any ran.
+  virtual bool poll() = 0;
+  /// Runs one handler, waiting for it at most `limit`.
+  virtual void run_one_for(std::chrono::milliseconds limit) = 0;
+  /// Makes one waiting `run_one_for` return.
+  virtual void wake() = 0;
+  /// Makes every `run_one_for`, now and later, return at once.
+  virtual void stop() = 0;
+};
 
 /// The CAF scheduling policy of the gateway, made for calls that are a chain of short actor
 /// hops.
@@ -23,15 +41,20 @@ namespace tollgate {
 ///   worker, next: no hand-off between threads and no wake-up. (CAF's work-sharing policy
 ///   puts every such message on one locked queue and wakes another worker for it, so each
 ///   hop of a call paid a thread wake-up.)
-/// - Work from other threads (the HTTP threads, the upstream thread, detached actors) goes to
-///   one shared queue and wakes a sleeping worker at once. (CAF's work-stealing policy hands
+/// - So is work that code on a worker thread queues outside an actor (a spawn or an
+///   `anon_send` from an event loop handler), behind the worker's other jobs.
+/// - Work from other threads (the upstream thread, detached actors, CAF's clock) goes to one
+///   shared queue and wakes a sleeping worker at once. (CAF's work-stealing policy hands
 ///   it to a worker round robin, and an idle worker polls in 50 µs sleeps that an arriving
 ///   job cannot cut short.)
-/// - An idle worker takes from the shared queue, then steals the oldest job of another
-///   worker, then sleeps until woken. A worker that queues a second job of its own while
-///   others sleep wakes one of them to steal it, so a burst spreads over the cores.
-/// - Every `shared_first_every`-th pick looks at the shared queue first, so workers busy with
-///   their own chains still take new work.
+/// - An idle worker takes from the shared queue, then runs the ready handlers of the event
+///   loop attached with `attach_event_loop` (if any), then steals the oldest job of another
+///   worker, then sleeps until woken: in the event loop if one is attached (so that one idle
+///   worker waits in `epoll_wait` for the sockets), else on a condition variable. A worker that
+///   queues a second job of its own while others sleep wakes one of them to steal it, so a burst
+///   spreads over the cores.
+/// - Every `shared_first_every`-th pick looks at the event loop and the shared queue first, so
+///   workers busy with their own chains still take new work.
 ///
 /// It relies on actors never blocking (DESIGN): a single job queued behind a long one on the
 /// same worker waits until that one ends, or until an idle worker's `idle_sleep` runs out and
@@ -51,11 +74,13 @@ public:
 
     std::mutex lock;
     std::condition_variable cv;
-    std::deque<job> shared;             // guarded by lock
-    std::size_t steal_calls = 0;        // guarded by lock: wake-ups asked for to steal
-    std::size_t sleepers = 0;           // guarded by lock
-    std::atomic<std::size_t> queued{0}; // shared.size(), read without the lock
-    std::atomic<std::size_t> asleep{0}; // sleepers, read without the lock
+    std::atomic<worker_event_loop*> loop{nullptr};
+    std::atomic<std::size_t> in_loop{0}; // workers that may be using loop
+    std::deque<job> shared;              // guarded by lock
+    std::size_t steal_calls = 0;         // guarded by lock: wake-ups asked for to steal
+    std::size_t sleepers = 0;            // guarded by lock
+    std::atomic<std::size_t> queued{0};  // shared.size(), read without the lock
+    std::atomic<std::size_t> asleep{0};  // sleepers, read without the lock
   };
 
   struct worker_data {
@@ -69,13 +94,21 @@ public:
 
   template <class Coordinator>
   void central_enqueue(Coordinator* self, job x) {
+    using worker = typename Coordinator::worker_type;
+    if (auto* w = static_cast<worker*>(this_worker); w != nullptr && w->parent() == self) {
+      enqueue_local(w, x, false);
+      return;
+    }
     auto& c = d(self);
+    bool wake = false;
     {
       std::lock_guard<std::mutex> guard(c.lock);
       c.shared.push_back(x);
       c.queued.store(c.shared.size(), std::memory_order_relaxed);
+      wake = c.sleepers > 0;
     }
-    c.cv.notify_one();
+    if (wake)
+      wake_one(c);
   }
 
   template <class Worker>
@@ -97,23 +130,28 @@ public:
   template <class Worker>
   job dequeue(Worker* self) {
     name_this_thread_once("tg-worker");
+    this_worker = self;
     auto& c = d(self->parent());
     auto& w = d(self);
     for (;;) {
-      if (++w.picks % shared_first_every == 0)
+      if (++w.picks % shared_first_every == 0) {
+        poll_loop(c);
         if (auto x = take_shared(c))
           return x;
+      }
       if (auto x = w.local.take_head())
         return x;
       if (auto x = take_shared(c))
         return x;
+      if (poll_loop(c))
+        continue; // its handlers may have queued jobs here
       if (auto x = steal(self))
         return x;
       std::unique_lock<std::mutex> guard(c.lock);
       if (c.shared.empty() && c.steal_calls == 0) {
         ++c.sleepers;
         c.asleep.store(c.sleepers, std::memory_order_relaxed);
-        c.cv.wait_for(guard, idle_sleep, [&] { return !c.shared.empty() || c.steal_calls > 0; });
+        sleep(c, guard);
         --c.sleepers;
         c.asleep.store(c.sleepers, std::memory_order_relaxed);
       }
@@ -121,7 +159,7 @@ public:
         return pop_shared(c);
       if (c.steal_calls > 0)
         --c.steal_calls;
-      // Woken to steal, or the idle sleep ran out: look around again.
+      // Woken to steal, by the event loop, or the idle sleep ran out: look around again.
     }
   }
 
@@ -139,7 +177,69 @@ public:
       f(pop_shared(c));
   }
 
+  /// From now on idle workers run `loop` (see the class comment). `loop` must stay alive
+  /// until `detach_event_loop`.
+  static void attach_event_loop(coordinator_data& c, worker_event_loop& loop) {
+    c.loop.store(&loop);
+    std::lock_guard<std::mutex> guard(c.lock);
+    c.cv.notify_all(); // sleepers move into the loop
+  }
+
+  /// Idle workers stop running the attached loop; returns once none is in it any more, so
+  /// that the caller may destroy it. Handlers it has not run yet stay in it.
+  static void detach_event_loop(coordinator_data& c) {
+    auto* loop = c.loop.exchange(nullptr);
+    if (loop == nullptr)
+      return;
+    loop->stop();
+    while (c.in_loop.load() != 0)
+      std::this_thread::yield();
+  }
+
 private:
+  /// The worker whose loop runs on this thread, if any.
+  static inline thread_local void* this_worker = nullptr;
+
+  /// Runs `f` on the attached event loop, if there is one; whether there was. Sequentially
+  /// consistent with `detach_event_loop`: a worker counted in `in_loop` before the loop is
+  /// taken away finishes with it before `detach_event_loop` returns, and one counted after
+  /// sees no loop.
+  template <class F>
+  static bool with_loop(coordinator_data& c, F f) {
+    if (c.loop.load(std::memory_order_relaxed) == nullptr)
+      return false;
+    c.in_loop.fetch_add(1);
+    auto* loop = c.loop.load();
+    if (loop != nullptr)
+      f(*loop);
+    c.in_loop.fetch_sub(1);
+    return loop != nullptr;
+  }
+
+  static bool poll_loop(coordinator_data& c) {
+    bool ran = false;
+    with_loop(c, [&](worker_event_loop& loop) { ran = loop.poll(); });
+    return ran;
+  }
+
+  /// Waits for work; called with `guard` held, returns with it held.
+  static void sleep(coordinator_data& c, std::unique_lock<std::mutex>& guard) {
+    auto ready = [&] { return !c.shared.empty() || c.steal_calls > 0; };
+    if (c.loop.load(std::memory_order_relaxed) == nullptr) {
+      c.cv.wait_for(guard, idle_sleep, ready);
+      return;
+    }
+    // A wake-up posted after the unlock stays queued in the loop: run_one_for returns at once.
+    guard.unlock();
+    with_loop(c, [](worker_event_loop& loop) { loop.run_one_for(idle_sleep); });
+    guard.lock();
+  }
+
+  static void wake_one(coordinator_data& c) {
+    if (!with_loop(c, [](worker_event_loop& loop) { loop.wake(); }))
+      c.cv.notify_one();
+  }
+
   static job pop_shared(coordinator_data& c) {
     auto x = c.shared.front();
     c.shared.pop_front();
@@ -178,7 +278,7 @@ private:
         return;
       ++c.steal_calls;
     }
-    c.cv.notify_one();
+    wake_one(c);
   }
 
   /// The oldest job of the first other worker that has one.
@@ -196,5 +296,10 @@ private:
     return nullptr;
   }
 };
+
+/// The scheduler data of `sys`, which must run on `local_first_policy`.
+inline local_first_policy::coordinator_data& local_first_data(caf::actor_system& sys) {
+  return dynamic_cast<caf::scheduler::coordinator<local_first_policy>&>(sys.scheduler()).data();
+}
 
 } // namespace tollgate

@@ -3,12 +3,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <set>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -16,6 +13,8 @@
 #include <caf/scheduler/coordinator.hpp>
 
 #include "actors/scheduling/local_first_policy.hpp"
+#include "tests/support/thread_stats.hpp"
+#include "tests/support/two_workers.hpp"
 
 // The gateway's scheduling policy in a real actor system with 2 workers: where hops run,
 // and that no job is left behind a busy worker.
@@ -24,13 +23,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct two_workers : caf::actor_system_config {
-  two_workers() {
-    load<caf::scheduler::coordinator<tollgate::local_first_policy>>();
-    set("scheduler.max-threads", std::size_t{2});
-    set("logger.verbosity", caf::atom("quiet"));
-  }
-};
+using tollgate::test::two_workers;
 
 /// The threads the hops of one chain ran on.
 struct thread_log {
@@ -69,23 +62,6 @@ caf::behavior spinner(caf::event_based_actor*, std::shared_ptr<std::atomic<bool>
 
 caf::behavior setter(caf::event_based_actor*, std::shared_ptr<std::atomic<bool>> flag) {
   return {[=](int) { flag->store(true); }};
-}
-
-/// Thread switches the process's actor workers have made so far (they wait for work).
-long worker_switches() {
-  long total = 0;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(task.path() / "comm");
-    std::string name;
-    std::getline(comm, name);
-    if (name != "caf.multiplexer") // CAF's name for its worker threads
-      continue;
-    std::ifstream status(task.path() / "status");
-    for (std::string line; std::getline(status, line);)
-      if (line.rfind("voluntary_ctxt_switches:", 0) == 0)
-        total += std::stol(line.substr(line.find(':') + 1));
-  }
-  return total;
 }
 
 /// A chain of 8 hops that ends at `self`: its first hop.
@@ -136,10 +112,11 @@ BOOST_FIXTURE_TEST_CASE(a_chain_of_hops_wakes_no_other_worker, a_system) {
   constexpr int chains = 200;
   auto first = make_chain(sys, self, std::make_shared<thread_log>());
   BOOST_TEST_REQUIRE(run_chain(self, first) == 8); // the actors have started
-  auto before = worker_switches();
+  auto before = tollgate::test::voluntary_switches_of("tg-worker");
   for (int round = 0; round < chains; ++round)
     BOOST_TEST_REQUIRE(run_chain(self, first) == 8);
-  auto per_chain = static_cast<double>(worker_switches() - before) / chains;
+  auto per_chain =
+      static_cast<double>(tollgate::test::voluntary_switches_of("tg-worker") - before) / chains;
   BOOST_TEST(per_chain < 1.5, per_chain << " worker thread switches per chain of 8 hops");
 }
 

@@ -161,7 +161,7 @@ void check_defaults(const cfg::gateway_config& config) {
   BOOST_TEST(config.data_dir == "data");
   BOOST_TEST(config.admin_key.empty());
   BOOST_TEST(config.log_level == "info");
-  BOOST_TEST(config.http.threads == 2u);
+  BOOST_TEST(config.http.threads == 0u);
   BOOST_TEST(config.http.max_body_bytes == std::size_t{4} << 20);
   BOOST_TEST(config.http.request_timeout.count() == 600);
   BOOST_TEST(config.actors.idle.count() == 300);
@@ -323,7 +323,7 @@ BOOST_AUTO_TEST_CASE(listed_models_may_use_the_built_in_provider) {
 }
 
 BOOST_AUTO_TEST_CASE(boundary_values_are_accepted) {
-  check_accepted(with("/http/threads", 1));
+  check_accepted(with("/http/threads", 0));
   check_accepted(with("/http/threads", 256));
   check_accepted(with("/http/max_body_bytes", 1024));
   check_accepted(with("/http/request_timeout_seconds", 1));
@@ -467,9 +467,9 @@ BOOST_AUTO_TEST_CASE(prices_must_be_non_negative_integers) {
 }
 
 BOOST_AUTO_TEST_CASE(numeric_ranges) {
-  for (const json& threads : {json(0), json(257), json(2.0), json("2")})
+  for (const json& threads : {json(-1), json(257), json(2.0), json("2")})
     check_rejected(with("/http/threads", threads),
-                   "http.threads: must be an integer from 1 to 256");
+                   "http.threads: must be an integer from 0 to 256");
   check_rejected(with("/http/max_body_bytes", 1023), "http.max_body_bytes:");
   check_rejected(with("/http/request_timeout_seconds", 0), "http.request_timeout_seconds:");
   check_rejected(with("/http/request_timeout_seconds", 1.5), "http.request_timeout_seconds:");
@@ -661,7 +661,7 @@ BOOST_AUTO_TEST_CASE(missing_explicit_file_is_an_error) {
 
 BOOST_AUTO_TEST_CASE(errors_in_a_loaded_file_name_it) {
   scratch_dir dir;
-  const auto bad = dir.write("bad.json", R"({ "http": { "threads": 0 } })");
+  const auto bad = dir.write("bad.json", R"({ "http": { "threads": 300 } })");
   const auto message = load_error({"--config", bad});
   BOOST_TEST(contains(message, bad + ": http.threads:"), message);
 }

@@ -146,6 +146,34 @@ void check_drain(BeginDrain begin_drain) {
   check_ledger_invariants(*sql, s.ada.id);
 }
 
+/// Threads of the gateway's process by name, after it served a chat completion.
+std::map<std::string, int> threads_after_a_call(const nlohmann::json& config) {
+  mock_upstream mock;
+  auto with_mock = mock_gateway_config(mock.base_url());
+  with_mock.update(config);
+  test_gateway gw(store::sqlite, options_with_config(with_mock));
+  auto admin = gw.admin();
+  auto ada = make_metered_user(admin, "ada@example.com", 10'000);
+  auto r = gw.consumer(ada.key).post("/v1/chat/completions", dump(chat_body("gpt-mock", "hi", 5)));
+  BOOST_TEST_REQUIRE(r.status == 200, r.body);
+  std::map<std::string, int> names;
+  auto tasks = std::filesystem::path("/proc") / std::to_string(gw.process().pid()) / "task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    ++names[name];
+  }
+  return names;
+}
+
+std::string list_threads(const std::map<std::string, int>& names) {
+  std::string all;
+  for (const auto& [name, count] : names)
+    all += name + " x" + std::to_string(count) + ", ";
+  return all;
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(resilience_ops_sqlite)
@@ -264,31 +292,21 @@ BOOST_AUTO_TEST_CASE(a_passivated_user_keeps_its_day_window) {
 
 BOOST_AUTO_TEST_CASE(threads_carry_the_names_operators_see) {
   // top -H, perf and /proc tell the gateway's threads apart by these names.
-  mock_upstream mock;
-  test_gateway gw(store::sqlite, options_with_config(mock_gateway_config(mock.base_url())));
-  auto admin = gw.admin();
-  auto ada = make_metered_user(admin, "ada@example.com", 10'000);
-  auto r = gw.consumer(ada.key).post("/v1/chat/completions", dump(chat_body("gpt-mock", "hi", 5)));
-  BOOST_TEST_REQUIRE(r.status == 200, r.body);
-  std::map<std::string, int> names;
-  auto tasks = std::filesystem::path("/proc") / std::to_string(gw.process().pid()) / "task";
-  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
-    std::ifstream comm(task.path() / "comm");
-    std::string name;
-    std::getline(comm, name);
-    ++names[name];
-  }
-  BOOST_TEST_CONTEXT("threads: " << [&] {
-    std::string all;
-    for (const auto& [name, count] : names)
-      all += name + " x" + std::to_string(count) + ", ";
-    return all;
-  }()) {
+  auto names = threads_after_a_call(nlohmann::json::object());
+  BOOST_TEST_CONTEXT("threads: " << list_threads(names)) {
     BOOST_TEST(names["tg-ledger"] == 1);   // the ledger committer
     BOOST_TEST(names["tg-upstream"] == 1); // the curl loop
     BOOST_TEST(names["tg-db-read"] == 2);  // SQLite readers
-    BOOST_TEST(names["tg-worker"] >= 1);   // actor workers
-    BOOST_TEST(names["tg-http"] >= 1);     // RESTinio threads that served a request
+    BOOST_TEST(names["tg-worker"] >= 1);   // actor workers, which also serve HTTP by default
+    BOOST_TEST(names["tg-http"] == 0);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_front_end_runs_on_threads_of_its_own_when_configured) {
+  auto names = threads_after_a_call({{"http", {{"threads", 2}}}});
+  BOOST_TEST_CONTEXT("threads: " << list_threads(names)) {
+    BOOST_TEST(names["tg-http"] >= 1); // RESTinio threads that served a request
+    BOOST_TEST(names["tg-worker"] >= 1);
   }
 }
 
