@@ -1110,7 +1110,8 @@ EOF
   cat <<EOF
 
 Everything runs on loopback on the same machine: the mock upstream (2 threads), the
-gateways (tollgate with its default 2 HTTP threads, \`log_level\` warn), and the clients.
+gateways (tollgate with its defaults: 2 actor workers that also serve the HTTP sockets,
+\`log_level\` warn), and the clients.
 The gateway and the client compete for the same cores, so absolute numbers are lower than
 on separate machines; the side-by-side arms share that handicap.
 
