@@ -1,7 +1,5 @@
 #include <chrono>
 #include <csignal>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
@@ -10,6 +8,7 @@
 
 #include "tests/integration/harness.hpp"
 #include "tests/support/mock_upstream_process.hpp"
+#include "tests/support/thread_stats.hpp"
 
 // Operating the gateway: /metrics is valid Prometheus text whose counters match the calls
 // made; a drain (by request or SIGTERM) lets the streams in flight finish, refuses new calls
@@ -156,15 +155,7 @@ std::map<std::string, int> threads_after_a_call(const nlohmann::json& config) {
   auto ada = make_metered_user(admin, "ada@example.com", 10'000);
   auto r = gw.consumer(ada.key).post("/v1/chat/completions", dump(chat_body("gpt-mock", "hi", 5)));
   BOOST_TEST_REQUIRE(r.status == 200, r.body);
-  std::map<std::string, int> names;
-  auto tasks = std::filesystem::path("/proc") / std::to_string(gw.process().pid()) / "task";
-  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
-    std::ifstream comm(task.path() / "comm");
-    std::string name;
-    std::getline(comm, name);
-    ++names[name];
-  }
-  return names;
+  return threads_by_name(gw.process().pid());
 }
 
 std::string list_threads(const std::map<std::string, int>& names) {
