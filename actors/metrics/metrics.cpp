@@ -132,6 +132,12 @@ gateway_metrics::gateway_metrics()
                    "HTTP/2 transfer, an upload buffer per request over TLS until it is sent, "
                    "an input buffer per HTTP/2 connection.",
                    metric_family::kind::gauge, {})
+    , upstream_nudges(
+          "tollgate_upstream_http2_nudges_total",
+          "Nudges of upstream calls over HTTP/2 silent for 1 s before their answer began "
+          "or 250 ms after (then for doubling times, up to 16 s): libcurl 7.88 can lose "
+          "track of a call on a shared connection.",
+          metric_family::kind::counter, {})
     , breaker_state("tollgate_breaker_state",
                     "Circuit breaker per deployment: 0 closed, 1 half-open, 2 open.",
                     metric_family::kind::gauge, {"deployment"})
@@ -155,9 +161,10 @@ gateway_metrics::gateway_metrics()
 
 std::string gateway_metrics::render() const {
   std::string out;
-  for (const auto* f : {&requests, &errors, &tokens, &credits_charged, &duration, &ttft, &overhead,
-                        &in_flight, &curl_buffers, &breaker_state, &retries, &rate_limited,
-                        &ledger_batch, &ledger_commit, &actors, &hibernated, &activations})
+  for (const auto* f :
+       {&requests, &errors, &tokens, &credits_charged, &duration, &ttft, &overhead, &in_flight,
+        &curl_buffers, &upstream_nudges, &breaker_state, &retries, &rate_limited, &ledger_batch,
+        &ledger_commit, &actors, &hibernated, &activations})
     f->render(out);
   return out;
 }

@@ -70,6 +70,7 @@ struct gateway_metrics {
   metric_family overhead;        ///< tollgate_overhead_seconds
   metric_family in_flight;       ///< tollgate_upstream_calls_in_flight
   metric_family curl_buffers;    ///< tollgate_upstream_buffer_bytes
+  metric_family upstream_nudges; ///< tollgate_upstream_http2_nudges_total
   metric_family breaker_state;   ///< tollgate_breaker_state{deployment}
   metric_family retries;         ///< tollgate_upstream_retries_total{deployment}
   metric_family rate_limited;    ///< tollgate_rate_limited_total{scope}

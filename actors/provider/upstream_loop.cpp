@@ -10,10 +10,12 @@
 #include <utility>
 
 #include <curl/curl.h>
+#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "actors/metrics/metrics.hpp"
 #include "actors/thread_name.hpp"
 
 namespace tollgate {
@@ -26,12 +28,18 @@ struct upstream_loop::transfer {
   transfer_result result;
   char error[CURL_ERROR_SIZE] = {0};
   std::chrono::steady_clock::time_point started;
-  std::chrono::steady_clock::time_point last_data; ///< Of the latest piece of the answer.
+  /// Of the latest piece of the answer (or the start, before one came).
+  std::chrono::steady_clock::time_point last_data;
   bool got_bytes = false;
   /// curl holds an upload buffer for the request until the request is sent whole.
   bool holds_upload_buffer = false;
   /// The deadline queued for this transfer; others of it still in the queue are stale.
   std::chrono::steady_clock::time_point due;
+  /// How long the transfer may be silent before it is nudged (upstream_loop::nudge_silent);
+  /// zero: never (not over HTTP/2).
+  std::chrono::milliseconds nudge_after{0};
+  /// When the nudge queued for this transfer is due; others of it in the queue are stale.
+  std::chrono::steady_clock::time_point nudge_due;
   upstream_loop* loop = nullptr;
 
   ~transfer() {
@@ -52,10 +60,15 @@ struct curl_global {
 size_t on_write(char* ptr, size_t size, size_t count, void* user) {
   auto* t = static_cast<upstream_loop::transfer*>(user);
   auto bytes = size * count;
-  if (t->spec.idle_timeout.count() > 0)
-    t->last_data = std::chrono::steady_clock::now();
-  if (!std::exchange(t->got_bytes, true) && t->spec.stream && t->spec.idle_timeout.count() > 0)
-    t->loop->queue_deadline(*t, t->last_data + t->spec.idle_timeout); // now silence counts
+  t->last_data = std::chrono::steady_clock::now();
+  if (!std::exchange(t->got_bytes, true)) {
+    if (t->spec.stream && t->spec.idle_timeout.count() > 0)
+      t->loop->queue_deadline(*t, t->last_data + t->spec.idle_timeout); // now silence counts
+    if (t->nudge_after.count() > 0) {
+      t->nudge_after = upstream_loop::nudge_in_answer;
+      t->loop->queue_nudge(*t, t->last_data + t->nudge_after);
+    }
+  }
   long status = 0;
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
   t->result.http_status = status;
@@ -281,11 +294,16 @@ void upstream_loop::apply(command& cmd) {
   std::string().swap(t->spec.tls_ca);
   curl_multi_add_handle(multi_, e);
   t->started = clock::now();
+  t->last_data = t->started;
   t->loop = this;
   if (t->spec.first_byte_timeout.count() > 0)
     queue_deadline(*t, t->started + t->spec.first_byte_timeout);
   else if (t->spec.idle_timeout.count() > 0)
     queue_deadline(*t, t->started + t->spec.idle_timeout);
+  if (http2) {
+    t->nudge_after = nudge_before_answer;
+    queue_nudge(*t, t->started + t->nudge_after);
+  }
   transfers_.emplace(t->id, std::move(t));
 }
 
@@ -329,37 +347,80 @@ void upstream_loop::queue_deadline(transfer& t, clock::time_point due) {
   deadlines_.push({due, t.id});
 }
 
-upstream_loop::clock::duration upstream_loop::expire_silent(clock::duration longest) {
+void upstream_loop::queue_nudge(transfer& t, clock::time_point due) {
+  t.nudge_due = due;
+  nudges_.push({due, t.id});
+}
+
+template <class Visit>
+upstream_loop::clock::duration upstream_loop::visit_due(deadline_queue& queue,
+                                                        clock::duration longest, Visit visit) {
   auto now = clock::now();
-  while (!deadlines_.empty() && deadlines_.top().due <= now) {
-    auto [due, id] = deadlines_.top();
-    deadlines_.pop();
-    auto it = transfers_.find(id);
-    if (it == transfers_.end())
-      continue; // ended meanwhile
-    auto& t = *it->second;
-    if (t.due != due)
-      continue; // a later deadline replaced this one
-    if (!t.got_bytes) {
-      if (t.spec.first_byte_timeout.count() > 0)
-        finish(id, CURLE_OPERATION_TIMEDOUT, false, "no first token within the timeout");
-      else
-        queue_deadline(t, now + t.spec.idle_timeout); // the idle limit alone: wait on
-      continue;
-    }
-    // The answer has begun: from now on only silence within a stream counts.
-    if (!t.spec.stream || t.spec.idle_timeout.count() <= 0)
-      continue;
-    auto next = t.last_data + t.spec.idle_timeout;
-    if (next <= now)
-      finish(id, CURLE_OPERATION_TIMEDOUT, false,
-             "no data from the upstream within the idle timeout");
-    else
-      queue_deadline(t, next);
+  while (!queue.empty() && queue.top().due <= now) {
+    auto entry = queue.top();
+    queue.pop();
+    auto it = transfers_.find(entry.id);
+    if (it != transfers_.end()) // else it ended meanwhile
+      visit(*it->second, entry.due, now);
   }
-  if (deadlines_.empty())
+  if (queue.empty())
     return longest;
-  return std::min(longest, deadlines_.top().due - now);
+  return std::min(longest, queue.top().due - now);
+}
+
+upstream_loop::clock::duration upstream_loop::expire_silent(clock::duration longest) {
+  return visit_due(
+      deadlines_, longest, [this](transfer& t, clock::time_point due, clock::time_point now) {
+        if (t.due != due)
+          return; // a later deadline replaced this one
+        if (!t.got_bytes) {
+          if (t.spec.first_byte_timeout.count() > 0)
+            finish(t.id, CURLE_OPERATION_TIMEDOUT, false, "no first token within the timeout");
+          else
+            queue_deadline(t, now + t.spec.idle_timeout); // the idle limit alone: wait on
+          return;
+        }
+        // The answer has begun: from now on only silence within a stream counts.
+        if (!t.spec.stream || t.spec.idle_timeout.count() <= 0)
+          return;
+        auto next = t.last_data + t.spec.idle_timeout;
+        if (next <= now)
+          finish(t.id, CURLE_OPERATION_TIMEDOUT, false,
+                 "no data from the upstream within the idle timeout");
+        else
+          queue_deadline(t, next);
+      });
+}
+
+upstream_loop::clock::duration upstream_loop::nudge_silent(clock::duration longest) {
+  return visit_due(
+      nudges_, longest, [this](transfer& t, clock::time_point due, clock::time_point now) {
+        if (t.nudge_due != due)
+          return; // a later nudge replaced this one
+        if (now - t.last_data < t.nudge_after) {
+          queue_nudge(t, t.last_data + t.nudge_after); // not silent for long: look again then
+          return;
+        }
+        // Over a shared HTTP/2 connection libcurl 7.88 can lose track of a transfer: seen here,
+        // a buffered answer that had come whole while other answers and streams shared the
+        // connection, but whose transfer never ended; reported upstream, the end of a request
+        // body left in nghttp2's output once curl stops watching the socket for writing
+        // (curl/curl#11330, fixed in 8.1). Either waits for the total timeout. Changing the
+        // transfer's pause state sends the connection's pending frames (http2.c,
+        // http2_data_pause) and has curl run the transfer at once as if its socket were readable
+        // and writable, which ends one whose answer is complete; pausing its sending and resuming
+        // it straight away changes nothing else. Before the transfer has a connection it is
+        // refused and does nothing.
+        if (curl_easy_pause(t.easy, CURLPAUSE_SEND) == CURLE_OK) {
+          curl_easy_pause(t.easy, CURLPAUSE_CONT);
+          gateway_metrics::global().upstream_nudges.at().add();
+          spdlog::debug(
+              "upstream call {} silent for {} ms over HTTP/2: nudged", t.id,
+              std::chrono::duration_cast<std::chrono::milliseconds>(now - t.last_data).count());
+        }
+        t.nudge_after = std::min(t.nudge_after * 2, longest_nudge_interval);
+        queue_nudge(t, now + t.nudge_after);
+      });
 }
 
 void upstream_loop::run() {
@@ -413,7 +474,7 @@ void upstream_loop::dispatch(const epoll_event* events, int ready) {
 }
 
 int upstream_loop::wait_ms() {
-  auto wait = expire_silent(std::chrono::seconds(1));
+  auto wait = nudge_silent(expire_silent(std::chrono::seconds(1)));
   long curl_ms = -1; // curl rounds down, and says 1 for less than a millisecond
   curl_multi_timeout(multi_, &curl_ms);
   if (curl_ms >= 0)

@@ -87,6 +87,16 @@ public:
   /// When `t` must next have made progress (replacing its earlier deadline). Loop thread
   /// only: the transfer's callbacks call it when its answer begins.
   void queue_deadline(transfer& t, std::chrono::steady_clock::time_point due);
+  /// When to see next whether `t` has been silent too long (replacing the earlier time).
+  /// Loop thread only, as queue_deadline.
+  void queue_nudge(transfer& t, std::chrono::steady_clock::time_point due);
+
+  /// How long a transfer over HTTP/2 may be silent before it is nudged: before its answer
+  /// begins (upstreams often think for seconds), and once it has (an answer's pieces come
+  /// close together). After each nudge the time doubles, up to the longest.
+  static constexpr std::chrono::milliseconds nudge_before_answer{1000};
+  static constexpr std::chrono::milliseconds nudge_in_answer{250};
+  static constexpr std::chrono::milliseconds longest_nudge_interval{16'000};
 
 private:
   struct command {
@@ -103,6 +113,7 @@ private:
     uint64_t id;
     bool operator>(const deadline& other) const { return due > other.due; }
   };
+  using deadline_queue = std::priority_queue<deadline, std::vector<deadline>, std::greater<>>;
 
   void run();
   /// Wakes the loop thread out of its wait.
@@ -115,9 +126,18 @@ private:
   void finish(uint64_t id, int curl_code, bool cancelled, const char* why = nullptr);
   /// Frees the upload buffers of the transfers whose request curl has sent whole.
   void release_upload_buffers();
+  /// Pops the entries of `queue` that are due and hands each whose transfer is still in
+  /// flight to `visit(transfer&, due, now)`; the time until the next entry is due (at most
+  /// `longest`).
+  template <class Visit>
+  clock::duration visit_due(deadline_queue& queue, clock::duration longest, Visit visit);
   /// Times out the transfers that are silent past their deadline; the time until the next
   /// deadline is due (at most `longest`).
   clock::duration expire_silent(clock::duration longest);
+  /// Nudges the transfers over HTTP/2 that have been silent for their nudge time, so that
+  /// libcurl sends what it holds for them and sees what came for them; the time until the
+  /// next nudge may be due (at most `longest`).
+  clock::duration nudge_silent(clock::duration longest);
 
   void* multi_ = nullptr; ///< CURLM*
   int epoll_fd_ = -1;
@@ -129,7 +149,9 @@ private:
   std::atomic<uint64_t> next_id_{1};
   std::atomic<std::size_t> active_{0};
   std::unordered_map<uint64_t, std::unique_ptr<transfer>> transfers_; ///< Loop thread only.
-  std::priority_queue<deadline, std::vector<deadline>, std::greater<>> deadlines_; ///< Same.
+  deadline_queue deadlines_;                                          ///< Same.
+  /// When to see whether a transfer over HTTP/2 has fallen silent. Same.
+  deadline_queue nudges_;
   std::vector<uint64_t> requests_sent_; ///< Transfers whose upload buffer can go. Same.
 };
 
