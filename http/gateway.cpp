@@ -25,7 +25,7 @@
 #include "actors/messages.hpp"
 #include "actors/provider/provider_supervisor.hpp"
 #include "actors/router/router_actor.hpp"
-#include "actors/scheduling/local_first_policy.hpp"
+#include "actors/scheduling/gateway_scheduler.hpp"
 #include "actors/storage/db_worker.hpp"
 #include "actors/storage/redis_worker.hpp"
 #include "http/json_log.hpp"
@@ -45,8 +45,8 @@ public:
     add_message_types<caf::id_block::tollgate>();
     set("logger.verbosity", caf::atom("quiet"));
     // A call is a chain of short actor hops: each runs on the worker that sent it (see
-    // local_first_policy).
-    load<caf::scheduler::coordinator<local_first_policy>>();
+    // local_first_policy), and the actor that ends it wakes no clock thread (quiet_clock).
+    load<gateway_scheduler>();
     // CAF starts at least 4 workers; more workers than cores only add thread switches.
     auto workers = actors.workers != 0 ? actors.workers : std::thread::hardware_concurrency();
     set("scheduler.max-threads", static_cast<std::size_t>(std::max(workers, 1u)));

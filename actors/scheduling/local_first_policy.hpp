@@ -63,7 +63,7 @@ public:
 /// same worker waits until that one ends, or until an idle worker's `idle_sleep` runs out and
 /// it steals the job.
 ///
-/// Plugged in with `actor_system_config::load<caf::scheduler::coordinator<local_first_policy>>`.
+/// Plugged in by `gateway_scheduler`.
 class local_first_policy : public caf::policy::unprofiled {
 public:
   using job = caf::resumable*;

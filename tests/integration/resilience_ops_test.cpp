@@ -288,6 +288,7 @@ BOOST_AUTO_TEST_CASE(threads_carry_the_names_operators_see) {
     BOOST_TEST(names["tg-ledger"] == 1);   // the ledger committer
     BOOST_TEST(names["tg-upstream"] == 1); // the curl loop
     BOOST_TEST(names["tg-db-read"] == 2);  // SQLite readers
+    BOOST_TEST(names["tg-clock"] == 1);    // actor timeouts and delayed messages
     BOOST_TEST(names["tg-worker"] >= 1);   // actor workers, which also serve HTTP by default
     BOOST_TEST(names["tg-http"] == 0);
   }

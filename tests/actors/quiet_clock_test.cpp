@@ -1,0 +1,163 @@
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "actors/scheduling/quiet_clock.hpp"
+#include "tests/support/two_workers.hpp"
+
+// The gateway's actor clock in a real actor system: what it schedules arrives, in order and
+// not early; what is cancelled never arrives; and an actor that ends does not wake it.
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using tollgate::quiet_clock;
+using tollgate::test::two_workers;
+
+constexpr auto an_hour = std::chrono::seconds(3600);
+
+/// Answers nothing: requests to it can only time out. (The promises it keeps refer to it, so
+/// it lives until told to exit.)
+struct silent_state {
+  std::vector<caf::response_promise> owed;
+};
+
+caf::behavior silent(caf::stateful_actor<silent_state>* self) {
+  return {[=](int) { self->state.owed.push_back(self->make_response_promise()); }};
+}
+
+/// Answers each int with itself and quits on a negative one.
+caf::behavior echo(caf::event_based_actor* self) {
+  return {[=](int n) {
+    if (n < 0)
+      self->quit();
+    return n;
+  }};
+}
+
+/// The same with a receive timeout of 2 hours, which each message it handles sets afresh.
+caf::behavior echo_with_idle_timeout(caf::event_based_actor* self) {
+  return {[=](int n) {
+            if (n < 0)
+              self->quit();
+            return n;
+          },
+          caf::after(2 * an_hour) >> [] {}};
+}
+
+/// Schedules a message to itself an hour from now and does nothing else; `ended` is set when
+/// the actor is gone.
+caf::behavior waits_an_hour(caf::event_based_actor* self,
+                            std::shared_ptr<std::atomic<bool>> ended) {
+  self->attach_functor([ended] { ended->store(true); });
+  self->delayed_send(self, an_hour, 1);
+  return {[](int) {}};
+}
+
+/// Whether `holds` comes true within 10 s. (An actor cancels its timeouts after it tells those
+/// waiting for it that it ended.)
+template <class Predicate>
+bool eventually(Predicate holds) {
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (!holds() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(1ms);
+  return holds();
+}
+
+struct a_system {
+  two_workers cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  quiet_clock& clock = dynamic_cast<quiet_clock&>(sys.clock());
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(quiet_clock_timers)
+
+BOOST_FIXTURE_TEST_CASE(delayed_messages_arrive_in_order_and_never_early, a_system) {
+  auto start = std::chrono::steady_clock::now();
+  for (int ms : {300, 100, 200})
+    self->delayed_send(self, std::chrono::milliseconds(ms), ms);
+  std::vector<int> order;
+  for (int i = 0; i < 3; ++i)
+    self->receive(
+        [&](int ms) {
+          order.push_back(ms);
+          BOOST_TEST((std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(ms)));
+        },
+        caf::after(10s) >> [] {});
+  BOOST_TEST(order == (std::vector<int>{100, 200, 300}));
+}
+
+BOOST_FIXTURE_TEST_CASE(an_earlier_deadline_cuts_the_clocks_sleep_short, a_system) {
+  // The thread sleeps until the hour is up unless a sooner deadline wakes it.
+  auto later = sys.spawn(silent);
+  self->delayed_send(later, an_hour, 1);
+  self->delayed_send(self, 50ms, 2);
+  int got = 0;
+  self->receive([&](int n) { got = n; }, caf::after(10s) >> [] {});
+  BOOST_TEST(got == 2);
+  // The hour's message keeps `later` alive, and the system waits for it at shutdown.
+  self->send_exit(later, caf::exit_reason::user_shutdown);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_request_times_out, a_system) {
+  auto mute = sys.spawn(silent);
+  caf::error err;
+  self->request(mute, 100ms, 1).receive([](int) {}, [&](caf::error& e) { err = e; });
+  BOOST_TEST((err == caf::sec::request_timeout), caf::to_string(err));
+  self->send_exit(mute, caf::exit_reason::user_shutdown); // its promise keeps it alive
+}
+
+BOOST_FIXTURE_TEST_CASE(a_new_receive_timeout_replaces_the_old_and_an_ending_actor_takes_its_own,
+                        a_system) {
+  auto before = clock.pending();
+  auto echo = sys.spawn(echo_with_idle_timeout);
+  for (int n = 1; n <= 5; ++n)
+    self->request(echo, caf::infinite, n).receive([](int) {}, [](caf::error&) {});
+  BOOST_TEST(clock.pending() == before + 1);
+  self->send_exit(echo, caf::exit_reason::user_shutdown);
+  self->wait_for(echo);
+  BOOST_TEST(eventually([&] { return clock.pending() == before; }));
+}
+
+BOOST_FIXTURE_TEST_CASE(actors_that_end_or_set_later_timeouts_do_not_wake_the_clock, a_system) {
+  // CAF cancels the timeouts of every actor that ends, whether it had any or not; CAF's own
+  // clock woke its thread for each, that is, once per call of the gateway.
+  auto later = sys.spawn(silent);
+  self->delayed_send(later, an_hour, 1); // the thread sleeps until then
+  auto before = clock.wake_ups();
+  for (int i = 0; i < 1000; ++i) {
+    auto actor = i % 2 == 0 ? sys.spawn(echo) : sys.spawn(echo_with_idle_timeout);
+    self->request(actor, caf::infinite, -1).receive([](int) {}, [](caf::error&) {});
+    self->wait_for(actor);
+  }
+  auto woken = clock.wake_ups() - before;
+  BOOST_TEST(woken < 10u, woken << " wake-ups of the clock thread for 1000 actors that ended");
+  self->send_exit(later, caf::exit_reason::user_shutdown);
+}
+
+BOOST_FIXTURE_TEST_CASE(dropping_a_timeout_that_holds_the_last_reference_ends_the_actor, a_system) {
+  // The actor ends inside the drop and cancels its timeouts on the same clock: the drop must
+  // not hold the clock's lock by then.
+  auto ended = std::make_shared<std::atomic<bool>>(false);
+  {
+    auto waiter = sys.spawn(waits_an_hour, ended);
+    self->request(waiter, caf::infinite, 0).receive([] {}, [](caf::error&) {});
+  }
+  BOOST_TEST(!ended->load());
+  clock.cancel_all();
+  BOOST_TEST(eventually([&] { return ended->load(); }));
+  BOOST_TEST(clock.pending() == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
