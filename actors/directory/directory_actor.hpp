@@ -91,9 +91,9 @@ struct directory_state {
   hibernation_store<hibernated_user> sleeping_users; ///< By user id.
   caf::actor redis; ///< A redis_worker, or none: keeps key windows between activations.
   /// Without Redis (a single node): the windows of passivated keys, by key hash, until the
-  /// key's next activation. Swept of day-old entries as it grows.
-  std::unordered_map<std::string, std::string> kept_windows;
-  std::size_t kept_since_sweep = 0;
+  /// key's next activation. Swept of day-old entries as it grows, a few buckets at a time.
+  std::unordered_map<std::string, rate_snapshot> kept_windows;
+  std::size_t kept_sweep_bucket = 0; ///< The next bucket of kept_windows to sweep.
   directory_routing cluster;
   /// This node's live key actors, published for the HTTP front end (may be null).
   key_handles_ptr handles;

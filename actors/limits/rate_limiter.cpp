@@ -1,7 +1,8 @@
 #include "actors/limits/rate_limiter.hpp"
 
 #include <algorithm>
-#include <sstream>
+#include <charconv>
+#include <system_error>
 
 #include "schemas/int128.hpp"
 
@@ -140,13 +141,23 @@ std::string rate_snapshot::to_text() const {
          std::to_string(rpd_ahead_ms) + " " + std::to_string(taken_at_ms);
 }
 
-std::optional<rate_snapshot> rate_snapshot::from_text(const std::string& text) {
+std::optional<rate_snapshot> rate_snapshot::from_text(std::string_view text) {
+  // Four integers separated by blanks, as `to_text` writes them.
   rate_snapshot s;
-  std::istringstream in(text);
-  if (!(in >> s.rpm_ahead_ms >> s.tpm_ahead_ms >> s.rpd_ahead_ms >> s.taken_at_ms))
-    return std::nullopt;
-  std::string rest;
-  if (in >> rest || s.rpm_ahead_ms < 0 || s.tpm_ahead_ms < 0 || s.rpd_ahead_ms < 0)
+  const char* at = text.data();
+  const char* end = at + text.size();
+  auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  for (int64_t* field : {&s.rpm_ahead_ms, &s.tpm_ahead_ms, &s.rpd_ahead_ms, &s.taken_at_ms}) {
+    while (at != end && blank(*at))
+      ++at;
+    auto [next, ec] = std::from_chars(at, end, *field);
+    if (ec != std::errc{} || (next != end && !blank(*next)))
+      return std::nullopt;
+    at = next;
+  }
+  while (at != end && blank(*at))
+    ++at;
+  if (at != end || s.rpm_ahead_ms < 0 || s.tpm_ahead_ms < 0 || s.rpd_ahead_ms < 0)
     return std::nullopt;
   return s;
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "schemas/records.hpp"
@@ -64,7 +65,7 @@ struct rate_snapshot {
 
   std::string to_text() const;
   /// Nothing if `text` is not a snapshot.
-  static std::optional<rate_snapshot> from_text(const std::string& text);
+  static std::optional<rate_snapshot> from_text(std::string_view text);
   friend bool operator==(const rate_snapshot&, const rate_snapshot&) = default;
 };
 

@@ -122,8 +122,12 @@ BOOST_AUTO_TEST_CASE(windows_move_between_nodes) {
   rate_limiter fresh(limits);
   fresh.restore(rate_limiter(limits).snapshot(t0, 1), t1, 2);
   BOOST_TEST(fresh.admit(1, t1).admitted);
-  for (const char* bad : {"", "1 2 3", "1 2 3 4 5", "a b c d", "-1 0 0 5"})
+  for (const char* bad : {"", "1 2 3", "1 2 3 4 5", "a b c d", "-1 0 0 5", "1 2 3 4x", "1 2,3 4",
+                          "1 2 3 99999999999999999999"})
     BOOST_TEST(!rate_snapshot::from_text(bad).has_value(), bad);
+  auto padded = rate_snapshot::from_text(" 1 2\t3 4\n");
+  BOOST_TEST_REQUIRE(padded.has_value());
+  BOOST_TEST((*padded == rate_snapshot{1, 2, 3, 4}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
