@@ -7,6 +7,20 @@
 
 namespace tollgate {
 
+namespace {
+
+using clock_types = caf::detail::simple_actor_clock;
+
+/// Matches an actor's ordinary timeout of `type` (it has at most one of each type).
+auto ordinary_of_type(caf::atom_value type) {
+  return [type](const clock_types::delayed_event& y) {
+    return y.subtype == clock_types::ordinary_timeout_type &&
+           static_cast<const clock_types::ordinary_timeout&>(y).type == type;
+  };
+}
+
+} // namespace
+
 quiet_clock::~quiet_clock() {
   stop();
 }
@@ -58,11 +72,8 @@ void quiet_clock::add(time_point t, std::unique_ptr<Event> x) {
       return; // `x` is destroyed after the guard
     if constexpr (std::is_same_v<Event, ordinary_timeout>) {
       // An actor has one ordinary timeout of each type: a new one replaces the old.
-      auto type = x->type;
-      auto old = lookup(x->self->id(), [&](const actor_lookup_map::value_type& kv) {
-        auto& y = *kv.second->second;
-        return y.subtype == ordinary_timeout_type &&
-               static_cast<const ordinary_timeout&>(y).type == type;
+      auto old = lookup(x->self->id(), [match = ordinary_of_type(x->type)](const auto& kv) {
+        return match(*kv.second->second);
       });
       if (old != actor_lookup_.end())
         take(old, replaced);
@@ -111,10 +122,7 @@ void quiet_clock::set_multi_timeout(time_point t, caf::abstract_actor* self, caf
 }
 
 void quiet_clock::cancel_ordinary_timeout(caf::abstract_actor* self, caf::atom_value type) {
-  remove(self->id(), [&](const delayed_event& y) {
-    return y.subtype == ordinary_timeout_type &&
-           static_cast<const ordinary_timeout&>(y).type == type;
-  });
+  remove(self->id(), ordinary_of_type(type));
 }
 
 void quiet_clock::cancel_request_timeout(caf::abstract_actor* self, caf::message_id id) {
