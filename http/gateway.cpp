@@ -30,6 +30,7 @@
 #include "actors/storage/redis_worker.hpp"
 #include "http/json_log.hpp"
 #include "http/server.hpp"
+#include "http/worker_io.hpp"
 #include "storage/admin_key.hpp"
 #include "storage/cluster_repository.hpp"
 #include "storage/database.hpp"
@@ -185,6 +186,8 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
 
   system_config sys_cfg(cfg.actors, cluster);
   caf::actor_system sys{sys_cfg};
+  // The actor workers serve the upstream's sockets and, by default, the front end's.
+  workers_io_context on_workers(sys);
   std::size_t readers = db->is_sqlite() ? 2 : 4;
   db_pool pool(sys, db, readers);
   auto committer = sys.spawn<caf::detached>(db_worker, db, "tg-ledger");
@@ -202,7 +205,7 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
           ? sys.spawn(clustered_directory_actor, pool, ledger, default_limits, cfg.actors, node_id,
                       static_cast<int32_t>(cluster.shards), middleman_of(sys, cluster), redis, keys)
           : sys.spawn(directory_actor, pool, ledger, default_limits, cfg.actors, redis, keys);
-  auto loop = std::make_shared<upstream_loop>();
+  auto loop = std::make_shared<upstream_loop>(on_workers.io);
   auto model_router = sys.spawn(router_actor, model_catalog(cfg), cfg.routing);
   auto providers = sys.spawn(provider_supervisor, cfg.providers, loop, model_router);
   auto admin = sys.spawn(admin_actor, pool, directory, model_router, providers, std::move(reread),
@@ -227,7 +230,7 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
       caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
   };
 
-  server front(cfg, ctx);
+  server front(cfg, ctx, on_workers.io);
   try {
     front.start();
   } catch (const std::exception& e) {

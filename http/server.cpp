@@ -28,28 +28,25 @@ private:
   std::promise<void> done_;
 };
 
-/// The front end served by the actor workers (`http.threads` 0): its own io_context, which
-/// the workers run between their jobs.
-struct on_workers {
-  explicit on_workers(caf::actor_system& sys)
-      : attached(sys, io) {}
-
-  restinio::asio_ns::io_context io;
-  std::optional<restinio::http_server_t<traits>> http;
-  worker_io attached; // ends first: the workers leave io before the server and io end
-};
-
 } // namespace
 
 struct server::impl {
+  impl(const config::gateway_config& config, std::shared_ptr<const route_context> routes,
+       restinio::asio_ns::io_context& workers_io)
+      : cfg(config)
+      , ctx(std::move(routes))
+      , on_workers(workers_io) {}
+
   const config::gateway_config& cfg;
   std::shared_ptr<const route_context> ctx;
-  restinio::running_server_handle_t<traits> running; // on threads of its own
-  std::unique_ptr<on_workers> shared;                // or on the actor workers
+  restinio::asio_ns::io_context& on_workers;
+  restinio::running_server_handle_t<traits> running;    // on threads of its own
+  std::optional<restinio::http_server_t<traits>> on_io; // or on the actor workers
 };
 
-server::server(const config::gateway_config& cfg, std::shared_ptr<const route_context> ctx)
-    : impl_(std::make_unique<impl>(impl{cfg, std::move(ctx), {}, {}})) {}
+server::server(const config::gateway_config& cfg, std::shared_ptr<const route_context> ctx,
+               restinio::asio_ns::io_context& on_workers)
+    : impl_(std::make_unique<impl>(cfg, std::move(ctx), on_workers)) {}
 
 server::~server() {
   stop();
@@ -87,12 +84,16 @@ void server::start() {
         restinio::run_async(restinio::own_io_context(), std::move(settings), cfg.http.threads);
     return;
   }
-  auto shared = std::make_unique<on_workers>(*impl_->ctx->system);
-  shared->http.emplace(restinio::external_io_context(shared->io), std::move(settings));
+  auto& http =
+      impl_->on_io.emplace(restinio::external_io_context(impl_->on_workers), std::move(settings));
   completion opened;
-  shared->http->open_async(opened.on_ok(), opened.on_error());
-  opened.wait(); // throws if the address cannot be bound
-  impl_->shared = std::move(shared);
+  http.open_async(opened.on_ok(), opened.on_error());
+  try {
+    opened.wait();
+  } catch (...) {
+    impl_->on_io.reset();
+    throw; // the address cannot be bound
+  }
 }
 
 void server::stop() {
@@ -101,16 +102,15 @@ void server::stop() {
     impl_->running->wait();
     impl_->running.reset();
   }
-  if (impl_->shared) {
+  if (impl_->on_io) {
     completion closed;
-    impl_->shared->http->close_async(closed.on_ok(), closed.on_error());
+    impl_->on_io->close_async(closed.on_ok(), closed.on_error());
     try {
       closed.wait();
     } catch (const std::exception&) {
-      // The acceptor could not be closed cleanly: it goes with the io_context below.
+      // The acceptor could not be closed cleanly: it goes with the io_context.
     }
-    // The workers leave the io_context; then the connections it still holds end with it.
-    impl_->shared.reset();
+    impl_->on_io.reset();
   }
 }
 

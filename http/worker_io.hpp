@@ -54,4 +54,14 @@ private:
       io_.get_executor()};
 };
 
+/// An io_context that the actor workers run for as long as this lives: the upstream's sockets
+/// (upstream_loop) and, with `http.threads` 0, the front end's wait in it.
+struct workers_io_context {
+  explicit workers_io_context(caf::actor_system& sys)
+      : attached(sys, io) {}
+
+  restinio::asio_ns::io_context io;
+  worker_io attached; // ends first: the workers leave io before it ends
+};
+
 } // namespace tollgate::http

@@ -26,7 +26,7 @@ std::string api_key_of(const config::provider_config& config);
 /// The parts of an upstream HTTP call every provider kind shares: JSON in, JSON or SSE out,
 /// the request id, the call's timeouts, the provider's HTTP version. `path` follows the
 /// provider's base URL; `headers` adds the provider's own (auth, version).
-/// The loop thread talks to the requester directly (the stream bypasses the provider):
+/// The upstream loop talks to the requester directly (the stream bypasses the provider):
 /// `on_data` passes each piece on as it is, and `on_done` tells `provider` (which counts
 /// its transfers in flight) and then the requester. A provider kind that translates wraps
 /// or replaces them.

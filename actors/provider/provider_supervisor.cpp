@@ -28,12 +28,12 @@ void start_child(self_ptr self, const std::string& name) {
 }
 
 /// The upstream loop of provider `p`: the node's shared one, or, if `p` caps its connections,
-/// a loop (and thread) of its own, since curl caps connections per loop.
+/// a loop of its own (run where the shared one runs), since curl caps connections per loop.
 std::shared_ptr<upstream_loop> loop_for(const config::provider_config& p,
                                         const std::shared_ptr<upstream_loop>& shared) {
   if (p.max_connections <= 0)
     return shared;
-  return std::make_shared<upstream_loop>(static_cast<long>(p.max_connections));
+  return shared->sibling(static_cast<long>(p.max_connections));
 }
 
 } // namespace

@@ -4,19 +4,21 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <optional>
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
 #include <utility>
 
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/steady_timer.hpp>
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "actors/metrics/metrics.hpp"
-#include "actors/thread_name.hpp"
 
 namespace tollgate {
 
@@ -160,20 +162,167 @@ struct upstream_loop::curl_events {
   }
 };
 
-upstream_loop::upstream_loop(long max_host_connections) {
+/// Waits for the loop's epoll set and timers in the io_context, and turns the loop on the
+/// thread that runs the wait's handler or asks to start or cancel a transfer. Its handlers
+/// keep it alive; they find the loop gone (null) once it has ended.
+///
+/// One thread at a time turns the loop, holding `turning`. A command queued while another
+/// thread holds it sets `queued`; the holder looks at `queued` after it lets go and, if set,
+/// takes the loop again for another turn unless a third thread has. So no command waits for
+/// the next event, and no thread that asks waits for another's turn.
+struct upstream_loop::io_driver : std::enable_shared_from_this<io_driver> {
+  io_driver(asio::io_context& context, upstream_loop& owner)
+      : io(context)
+      , loop(&owner) {
+    ready.emplace(io, owner.epoll_fd_);
+    timer.emplace(io);
+  }
+
+  asio::io_context& io;
+  /// Held while a thread turns the loop. Guards the fields below and the loop's own state.
+  std::mutex turning;
+  std::atomic<bool> queued{false}; ///< a command waits for a turn
+  upstream_loop* loop;             ///< null once the loop has ended
+  /// The loop's epoll set (not owned), and when the loop must next look at its timers; both
+  /// gone once the io_context ends.
+  std::optional<asio::posix::stream_descriptor> ready;
+  std::optional<asio::steady_timer> timer;
+  std::optional<clock::time_point> armed; ///< the timer's due time while it waits
+
+  /// Turns the loop on this thread, the ready sockets of `events` first (under `turning`).
+  /// The transfers it ends for silence while it sets the timer count as part of the turn.
+  void turn(const epoll_event* events, int ready_count) {
+    queued.store(false);
+    auto* outer = std::exchange(turning_here, loop); // a callback may turn another loop
+    loop->turn(events, ready_count);
+    arm();
+    turning_here = outer;
+  }
+
+  /// Lets go of the loop, and turns it again while commands came meanwhile and no other
+  /// thread took it.
+  void let_go() {
+    for (;;) {
+      turning.unlock();
+      if (!queued.load() || !turning.try_lock())
+        return;
+      if (loop)
+        turn(nullptr, 0);
+    }
+  }
+
+  /// The loop's earliest deadline, if earlier than the timer's (a later one is seen when the
+  /// timer fires early).
+  void arm() {
+    auto due = clock::now() + loop->next_wait();
+    if (!timer || (armed && *armed <= due))
+      return;
+    armed = due;
+    timer->expires_at(due);
+    timer->async_wait([self = shared_from_this()](const asio::error_code& ec) {
+      if (ec != asio::error::operation_aborted)
+        self->on_timer();
+    });
+  }
+
+  void wait_ready() {
+    ready->async_wait(asio::posix::descriptor_base::wait_read,
+                      [self = shared_from_this()](const asio::error_code& ec) {
+                        if (!ec)
+                          self->on_ready();
+                      });
+  }
+
+  void on_ready() {
+    turning.lock();
+    if (loop && ready) {
+      std::array<epoll_event, 256> events{};
+      int count = epoll_wait(loop->epoll_fd_, events.data(), static_cast<int>(events.size()), 0);
+      turn(events.data(), std::max(count, 0));
+      // Waiting again tells the io_context's epoll afresh, so sockets curl left ready show.
+      wait_ready();
+    }
+    let_go();
+  }
+
+  void on_timer() {
+    turning.lock();
+    if (loop && timer) {
+      armed.reset();
+      turn(nullptr, 0);
+    }
+    let_go();
+  }
+
+  /// A command was queued: turns the loop here, unless another thread turns it (and then
+  /// applies the command) or this thread is in the loop's turn already (a transfer's callback).
+  void on_command(const upstream_loop* from) {
+    queued.store(true);
+    if (turning_here == from || !turning.try_lock())
+      return;
+    if (loop)
+      turn(nullptr, 0);
+    let_go();
+  }
+
+  /// Stops waiting in the io_context (under `turning`); the loop's transfers no longer move
+  /// but on commands.
+  void end_waits() {
+    if (ready)
+      ready->release(); // the epoll set is the loop's to close
+    ready.reset();
+    timer.reset();
+    armed.reset();
+  }
+
+  /// The loop this thread is turning, if any.
+  static thread_local const upstream_loop* turning_here;
+};
+
+namespace {
+
+/// The io_drivers of an io_context's loops. When the io_context ends, asio shuts its services
+/// down before it destroys what waits in it: the drivers stop waiting then, so that a loop
+/// may outlive the io_context it ran on (it ends with the actor that holds it last).
+class upstream_drivers final : public asio::execution_context::service {
+public:
+  static asio::execution_context::id id;
+
+  explicit upstream_drivers(asio::execution_context& owner)
+      : asio::execution_context::service(owner) {}
+
+  void add(const std::shared_ptr<upstream_loop::io_driver>& driver) {
+    std::lock_guard<std::mutex> guard(mtx_);
+    std::erase_if(drivers_, [](const auto& d) { return d.expired(); });
+    drivers_.push_back(driver);
+  }
+
+private:
+  void shutdown() override {
+    std::lock_guard<std::mutex> guard(mtx_);
+    for (auto& weak : drivers_)
+      if (auto driver = weak.lock()) {
+        std::lock_guard<std::mutex> turning(driver->turning);
+        driver->end_waits();
+      }
+    drivers_.clear();
+  }
+
+  std::mutex mtx_;
+  std::vector<std::weak_ptr<upstream_loop::io_driver>> drivers_;
+};
+
+asio::execution_context::id upstream_drivers::id;
+
+} // namespace
+
+thread_local const upstream_loop* upstream_loop::io_driver::turning_here = nullptr;
+
+upstream_loop::upstream_loop(asio::io_context& io, long max_host_connections) {
   static curl_global global;
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0)
     throw_errno("epoll_create1");
-  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd_ < 0) {
-    close(epoll_fd_);
-    throw_errno("eventfd");
-  }
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = wake_fd_;
-  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
   multi_ = curl_multi_init();
   // Reuse connections across calls; multiplex HTTP/2 streams where the upstream offers it.
   curl_multi_setopt(multi_, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
@@ -182,45 +331,83 @@ upstream_loop::upstream_loop(long max_host_connections) {
     curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
   curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, curl_events::on_socket);
   curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
-  thread_ = std::thread([this] { run(); });
+  driver_ = std::make_shared<io_driver>(io, *this);
+  // After the driver's descriptor and timer: asio shuts the newest service down first.
+  asio::use_service<upstream_drivers>(io).add(driver_);
+  std::lock_guard<std::mutex> guard(driver_->turning);
+  driver_->wait_ready();
+  driver_->arm();
 }
 
 upstream_loop::~upstream_loop() {
-  stopping_ = true;
-  wake();
-  thread_.join();
+  {
+    std::lock_guard<std::mutex> guard(driver_->turning);
+    driver_->loop = nullptr;
+    driver_->end_waits();
+  }
   for (auto& [id, t] : transfers_)
     curl_multi_remove_handle(multi_, t->easy);
   transfers_.clear();
   curl_multi_cleanup(multi_);
-  close(wake_fd_);
   close(epoll_fd_);
 }
 
-void upstream_loop::wake() {
-  uint64_t one = 1;
-  // Cannot fail but by overflowing the counter, which leaves it readable all the same.
-  [[maybe_unused]] auto written = write(wake_fd_, &one, sizeof one);
+std::shared_ptr<upstream_loop> upstream_loop::sibling(long max_host_connections) const {
+  return std::make_shared<upstream_loop>(driver_->io, max_host_connections);
 }
 
 uint64_t upstream_loop::start(transfer_spec spec) {
   auto id = next_id_++;
-  {
-    std::lock_guard<std::mutex> guard(mtx_);
-    commands_.push_back(
-        {command::kind::start, id, std::make_unique<transfer_spec>(std::move(spec))});
-  }
   ++active_;
-  wake();
+  submit({command::kind::start, id, std::make_unique<transfer_spec>(std::move(spec))});
   return id;
 }
 
 void upstream_loop::cancel(uint64_t id) {
+  submit({command::kind::cancel, id, nullptr});
+}
+
+void upstream_loop::submit(command cmd) {
   {
     std::lock_guard<std::mutex> guard(mtx_);
-    commands_.push_back({command::kind::cancel, id, nullptr});
+    commands_.push_back(std::move(cmd));
   }
-  wake();
+  driver_->on_command(this);
+}
+
+bool upstream_loop::apply_queued() {
+  std::vector<command> batch;
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    batch.swap(commands_);
+  }
+  for (auto& cmd : batch)
+    apply(cmd);
+  return !batch.empty();
+}
+
+void upstream_loop::turn(const epoll_event* events, int ready) {
+  apply_queued();
+  dispatch(events, ready);
+  release_upload_buffers();
+  end_finished();
+  // Callbacks may have started or cancelled transfers.
+  while (apply_queued()) {
+    dispatch(nullptr, 0);
+    release_upload_buffers();
+    end_finished();
+  }
+}
+
+void upstream_loop::end_finished() {
+  int queued = 0;
+  while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
+    if (msg->msg != CURLMSG_DONE)
+      continue;
+    transfer* t = nullptr;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
+    finish(t->id, msg->data.result, false);
+  }
 }
 
 void upstream_loop::apply(command& cmd) {
@@ -423,45 +610,10 @@ upstream_loop::clock::duration upstream_loop::nudge_silent(clock::duration longe
       });
 }
 
-void upstream_loop::run() {
-  name_this_thread("tg-upstream");
-  std::array<epoll_event, 256> events{};
-  int ready = 0;
-  while (!stopping_) {
-    // The wake-up is consumed before the commands are taken: one queued after that wakes
-    // the next wait.
-    for (int i = 0; i < ready; ++i)
-      if (events[static_cast<std::size_t>(i)].data.fd == wake_fd_) {
-        uint64_t count = 0;
-        [[maybe_unused]] auto got = read(wake_fd_, &count, sizeof count);
-      }
-    std::vector<command> batch;
-    {
-      std::lock_guard<std::mutex> guard(mtx_);
-      batch.swap(commands_);
-    }
-    for (auto& cmd : batch)
-      apply(cmd);
-    dispatch(events.data(), ready);
-    release_upload_buffers();
-    int queued = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
-      if (msg->msg != CURLMSG_DONE)
-        continue;
-      transfer* t = nullptr;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
-      finish(t->id, msg->data.result, false);
-    }
-    ready = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), wait_ms());
-  }
-}
-
 void upstream_loop::dispatch(const epoll_event* events, int ready) {
   int running = 0;
   for (int i = 0; i < ready; ++i) {
     const auto& ev = events[i];
-    if (ev.data.fd == wake_fd_)
-      continue;
     // An error or hang-up is handed over as readable: curl's read then reports it.
     int what = (ev.events & (EPOLLIN | EPOLLERR | EPOLLHUP) ? CURL_CSELECT_IN : 0) |
                (ev.events & EPOLLOUT ? CURL_CSELECT_OUT : 0);
@@ -473,14 +625,13 @@ void upstream_loop::dispatch(const epoll_event* events, int ready) {
     curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
 }
 
-int upstream_loop::wait_ms() {
+upstream_loop::clock::duration upstream_loop::next_wait() {
   auto wait = nudge_silent(expire_silent(std::chrono::seconds(1)));
   long curl_ms = -1; // curl rounds down, and says 1 for less than a millisecond
   curl_multi_timeout(multi_, &curl_ms);
   if (curl_ms >= 0)
     wait = std::min<clock::duration>(wait, std::chrono::milliseconds(curl_ms));
-  // Rounded up: a deadline 0.3 ms away must not make the loop spin until it is due.
-  return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
+  return wait;
 }
 
 } // namespace tollgate

@@ -9,13 +9,16 @@
 #include <queue>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "config/config.hpp"
 
 struct epoll_event;
+
+namespace asio {
+class io_context;
+} // namespace asio
 
 namespace tollgate {
 
@@ -52,27 +55,43 @@ struct transfer_spec {
   /// Kept by the loop itself, so a call arms no timer anywhere else.
   std::chrono::milliseconds first_byte_timeout{0};
   std::chrono::milliseconds idle_timeout{0};
-  /// Called on the loop thread with the transfer's id; must not block.
+  /// Called where the loop turns with the transfer's id; must not block.
   std::function<void(uint64_t, std::string_view)> on_data;
-  /// Called once on the loop thread when the transfer ends for any reason.
+  /// Called once where the loop turns when the transfer ends for any reason.
   std::function<void(uint64_t, transfer_result)> on_done;
 };
 
-/// The upstream HTTP client: libcurl's multi interface driven by one dedicated thread, so
-/// that thousands of concurrent calls share a few threads and their connections (keep-alive,
-/// HTTP/2 over TLS). The thread waits in epoll and hands curl only the sockets that are
-/// ready (curl_multi_socket_action): a wake-up does not visit every transfer in flight
-/// (libcurl 7.88 itself still walks its whole connection cache as each transfer starts and
-/// ends; docs/performance.md). Thread-safe: start and cancel from any thread.
+/// The upstream HTTP client: libcurl's multi interface, so that thousands of concurrent calls
+/// share the actor workers and their connections (keep-alive, HTTP/2 over TLS). curl's
+/// sockets sit in an epoll set of the loop's own, which waits in an asio io_context as one
+/// descriptor; curl is handed only the sockets that are ready (curl_multi_socket_action), so
+/// a wake-up does not visit every transfer in flight (libcurl 7.88 itself still walks its
+/// whole connection cache as each transfer starts and ends; docs/performance.md).
+///
+/// The gateway's io_context is run by the actor workers (http/worker_io.hpp): a transfer starts
+/// on the worker whose actor asks for it, and its answer is read on the worker that the
+/// io_context wakes, where the actors it tells run next. A call crosses no thread to reach its
+/// upstream or to hear back. Every curl call is non-blocking (Debian's libcurl resolves names
+/// on a thread of its own), so no worker waits on the network.
+///
+/// One thread at a time turns the loop. Thread-safe: start and cancel from any thread; a
+/// thread that finds the loop turned elsewhere queues its command for that turn and returns.
+/// The transfers' callbacks run where the loop turns, and may start and cancel transfers of
+/// their own loop.
 class upstream_loop {
 public:
   struct transfer;
   struct curl_events; ///< curl's socket and progress callbacks.
+  struct io_driver;   ///< What waits for the loop's sockets and timers in the io_context.
 
-  /// `max_host_connections`: connections to one host at most (0: no cap); transfers beyond
-  /// what they carry wait in curl's queue for a connection or, over HTTP/2, a stream.
-  explicit upstream_loop(long max_host_connections = 0);
+  /// On the threads that run `io`. `max_host_connections`: connections to one host at most
+  /// (0: no cap); transfers beyond what they carry wait in curl's queue for a connection or,
+  /// over HTTP/2, a stream. The loop may outlive `io`: its transfers stop moving then.
+  explicit upstream_loop(asio::io_context& io, long max_host_connections = 0);
   ~upstream_loop();
+
+  /// Another loop, run where this one runs, with a cap of its own.
+  std::shared_ptr<upstream_loop> sibling(long max_host_connections) const;
 
   upstream_loop(const upstream_loop&) = delete;
   upstream_loop& operator=(const upstream_loop&) = delete;
@@ -84,11 +103,11 @@ public:
   /// Transfers in flight.
   std::size_t active() const noexcept { return active_.load(); }
 
-  /// When `t` must next have made progress (replacing its earlier deadline). Loop thread
-  /// only: the transfer's callbacks call it when its answer begins.
+  /// When `t` must next have made progress (replacing its earlier deadline). Only where the
+  /// loop turns: the transfer's callbacks call it when its answer begins.
   void queue_deadline(transfer& t, std::chrono::steady_clock::time_point due);
   /// When to see next whether `t` has been silent too long (replacing the earlier time).
-  /// Loop thread only, as queue_deadline.
+  /// Only where the loop turns, as queue_deadline.
   void queue_nudge(transfer& t, std::chrono::steady_clock::time_point due);
 
   /// How long a transfer over HTTP/2 may be silent before it is nudged: before its answer
@@ -115,13 +134,20 @@ private:
   };
   using deadline_queue = std::priority_queue<deadline, std::vector<deadline>, std::greater<>>;
 
-  void run();
-  /// Wakes the loop thread out of its wait.
-  void wake();
+  /// Queues a command, and turns the loop unless another thread turns it.
+  void submit(command cmd);
+  /// One turn of the loop: the queued commands, then the ready sockets of one wait (and
+  /// curl's timers if due), then the transfers that ended; again while the transfers'
+  /// callbacks queued commands.
+  void turn(const epoll_event* events, int ready);
+  /// Applies the queued commands; whether there were any.
+  bool apply_queued();
   /// Hands curl the ready sockets of one wait, then its timers if due.
   void dispatch(const epoll_event* events, int ready);
+  /// Ends the transfers curl reports done.
+  void end_finished();
   /// How long the loop may wait: until curl's timer or the next transfer deadline is due.
-  int wait_ms();
+  clock::duration next_wait();
   void apply(command& cmd);
   void finish(uint64_t id, int curl_code, bool cancelled, const char* why = nullptr);
   /// Frees the upload buffers of the transfers whose request curl has sent whole.
@@ -141,18 +167,17 @@ private:
 
   void* multi_ = nullptr; ///< CURLM*
   int epoll_fd_ = -1;
-  int wake_fd_ = -1; ///< An eventfd in the epoll set: start, cancel and stop write to it.
-  std::thread thread_;
   std::mutex mtx_;
   std::vector<command> commands_;
-  std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> next_id_{1};
   std::atomic<std::size_t> active_{0};
-  std::unordered_map<uint64_t, std::unique_ptr<transfer>> transfers_; ///< Loop thread only.
-  deadline_queue deadlines_;                                          ///< Same.
+  /// Only where the loop turns.
+  std::unordered_map<uint64_t, std::unique_ptr<transfer>> transfers_;
+  deadline_queue deadlines_; ///< Same.
   /// When to see whether a transfer over HTTP/2 has fallen silent. Same.
   deadline_queue nudges_;
   std::vector<uint64_t> requests_sent_; ///< Transfers whose upload buffer can go. Same.
+  std::shared_ptr<io_driver> driver_;
 };
 
 } // namespace tollgate

@@ -43,17 +43,18 @@ public:
 ///   hop of a call paid a thread wake-up.)
 /// - So is work that code on a worker thread queues outside an actor (a spawn or an
 ///   `anon_send` from an event loop handler), behind the worker's other jobs.
-/// - Work from other threads (the upstream thread, detached actors, CAF's clock) goes to one
-///   shared queue and wakes a sleeping worker at once. (CAF's work-stealing policy hands
-///   it to a worker round robin, and an idle worker polls in 50 µs sleeps that an arriving
-///   job cannot cut short.)
+/// - Work from other threads (detached actors such as the ledger committer, the clock) goes
+///   to one shared queue and wakes a sleeping worker at once. (CAF's work-stealing policy
+///   hands it to a worker round robin, and an idle worker polls in 50 µs sleeps that an
+///   arriving job cannot cut short.)
 /// - A worker whose own queue is empty runs the ready handlers of the event loop attached
 ///   with `attach_event_loop` (if any), then takes from the shared queue, then steals the
 ///   oldest job of another worker, then sleeps until woken: in the event loop if one is
 ///   attached (so that one idle worker waits in `epoll_wait` for the sockets), else on a
 ///   condition variable. The loop comes before the shared queue so that the sockets' reads
-///   and writes do not wait behind a steady flow of work from other threads (stream chunks
-///   from the upstream thread): they piled up, and 10,000 streams took 20-25 MB more.
+///   and writes do not wait behind a steady flow of work from other threads (stream chunks,
+///   when the upstream had a thread of its own): they piled up, and 10,000 streams took
+///   20-25 MB more.
 /// - A worker that queues a second job of its own while others sleep wakes one of them to
 ///   steal it, so a burst spreads over the cores.
 /// - Every `shared_first_every`-th pick looks at the event loop and the shared queue first, so

@@ -8,8 +8,6 @@
 #include <string>
 #include <thread>
 
-#include <pthread.h>
-
 #include <caf/all.hpp>
 #include <caf/scheduler/coordinator.hpp>
 
@@ -26,13 +24,8 @@ namespace asio = restinio::asio_ns;
 
 namespace {
 
+using tollgate::test::this_thread_name;
 using tollgate::test::two_workers;
-
-std::string this_thread_name() {
-  char name[16] = {};
-  pthread_getname_np(pthread_self(), name, sizeof name);
-  return name;
-}
 
 /// Where a piece of work ran.
 struct place {

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <pthread.h>
 #include <unistd.h>
 
 namespace tollgate::test {
@@ -27,6 +28,12 @@ std::map<std::string, int> threads_by_name(pid_t pid) {
   std::map<std::string, int> names;
   each_thread(pid, [&](const std::string& name, const std::filesystem::path&) { ++names[name]; });
   return names;
+}
+
+std::string this_thread_name() {
+  char name[16] = {};
+  pthread_getname_np(pthread_self(), name, sizeof name);
+  return name;
 }
 
 long voluntary_switches_of(std::string_view name) {

@@ -43,7 +43,7 @@ caf::behavior anthropic_provider(caf::stateful_actor<anthropic_provider_state>* 
           own.push_back("x-api-key: " + st.api_key);
         auto spec = base_transfer(call, st.ctx.config, "messages", std::move(body), std::move(own),
                                   caf::actor_cast<caf::actor>(self));
-        // The loop thread owns the stream's translator.
+        // The upstream loop owns the stream's translator (one thread at a time turns it).
         auto requester = call.requester;
         auto attempt = call.attempt;
         std::shared_ptr<anthropic::anthropic_stream_translator> translator;
