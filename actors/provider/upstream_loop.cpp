@@ -188,6 +188,7 @@ struct upstream_loop::io_driver : std::enable_shared_from_this<io_driver> {
   std::optional<asio::posix::stream_descriptor> ready;
   std::optional<asio::steady_timer> timer;
   std::optional<clock::time_point> armed; ///< the timer's due time while it waits
+  std::array<epoll_event, 256> found;     ///< what one look at the epoll set found ready
 
   /// Turns the loop on this thread, the ready sockets of `events` first (under `turning`).
   /// The transfers it ends for silence while it sets the timer count as part of the turn.
@@ -236,9 +237,8 @@ struct upstream_loop::io_driver : std::enable_shared_from_this<io_driver> {
   void on_ready() {
     turning.lock();
     if (loop && ready) {
-      std::array<epoll_event, 256> events{};
-      int count = epoll_wait(loop->epoll_fd_, events.data(), static_cast<int>(events.size()), 0);
-      turn(events.data(), std::max(count, 0));
+      int count = epoll_wait(loop->epoll_fd_, found.data(), static_cast<int>(found.size()), 0);
+      turn(found.data(), std::max(count, 0));
       // Waiting again tells the io_context's epoll afresh, so sockets curl left ready show.
       wait_ready();
     }
