@@ -201,7 +201,8 @@ struct upstream_loop::io_driver : std::enable_shared_from_this<io_driver> {
   }
 
   /// Lets go of the loop, and turns it again while commands came meanwhile and no other
-  /// thread took it.
+  /// thread took it. A loop that ended meanwhile has no commands left to apply: the flag is
+  /// cleared all the same, or this thread would take and let go of the driver for ever.
   void let_go() {
     for (;;) {
       turning.unlock();
@@ -209,6 +210,8 @@ struct upstream_loop::io_driver : std::enable_shared_from_this<io_driver> {
         return;
       if (loop)
         turn(nullptr, 0);
+      else
+        queued.store(false);
     }
   }
 

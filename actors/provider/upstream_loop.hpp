@@ -77,7 +77,9 @@ struct transfer_spec {
 /// One thread at a time turns the loop. Thread-safe: start and cancel from any thread; a
 /// thread that finds the loop turned elsewhere queues its command for that turn and returns.
 /// The transfers' callbacks run where the loop turns, and may start and cancel transfers of
-/// their own loop.
+/// their own loop through a plain pointer: the loop ends only between turns (its destructor
+/// waits for the turn), so it lives while a callback runs. A callback must not own the loop:
+/// if it held the last reference, the loop would end inside its own turn.
 class upstream_loop {
 public:
   struct transfer;

@@ -63,6 +63,20 @@ std::future<ending> collect(transfer_spec& spec) {
   return done->get_future();
 }
 
+/// Starts on `l` a stream of 50 chunks 50 ms apart that its own on_data cancels at the first
+/// chunk (through a plain pointer, as the gateway's callbacks do); the future is ready when it
+/// ends. A stream this long is not read whole in one go, even on a busy machine.
+std::future<ending> start_self_cancelling(upstream_loop& l, const mock_upstream& mock) {
+  auto spec = chat(mock, true, {"x-mock-chunks: 50", "x-mock-interval-ms: 50"});
+  auto ended = collect(spec);
+  spec.on_data = [collect_data = spec.on_data, loop = &l](uint64_t id, std::string_view bytes) {
+    collect_data(id, bytes);
+    loop->cancel(id);
+  };
+  l.start(std::move(spec));
+  return ended;
+}
+
 ending wait(std::future<ending>& f) {
   BOOST_TEST_REQUIRE((f.wait_for(15s) == std::future_status::ready),
                      "the transfer did not end within 15 s");
@@ -138,22 +152,36 @@ BOOST_FIXTURE_TEST_CASE(a_callback_may_cancel_its_own_transfer, on_workers) {
   // A stream of 50 chunks 50 ms apart, cancelled by its own on_data at the first chunk: the
   // cancel runs in the loop's turn (which holds the loop), so it is queued and applied before
   // the turn ends, not waited for.
-  auto spec = chat(mock, true, {"x-mock-chunks: 50", "x-mock-interval-ms: 50"});
-  auto ended = collect(spec);
-  auto collect_data = spec.on_data;
-  std::weak_ptr<upstream_loop> weak = loop;
-  spec.on_data = [collect_data, weak](uint64_t id, std::string_view bytes) {
-    collect_data(id, bytes);
-    if (auto l = weak.lock())
-      l->cancel(id);
-  };
-  loop->start(std::move(spec));
+  auto ended = start_self_cancelling(*loop, mock);
   auto end = wait(ended);
   BOOST_TEST(end.result.cancelled);
   BOOST_TEST(end.thread == "tg-worker");
   BOOST_TEST(!end.data.empty());
   BOOST_TEST(end.data.find("[DONE]") == std::string::npos, "the stream was read to its end");
   BOOST_TEST(loop->active() == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_loop_may_end_right_after_a_callback_queued_a_command, on_workers) {
+  // A callback's cancel leaves a command flagged for another turn after the turn that applied
+  // it. A loop that ends in the moment between that turn and the next must leave no worker
+  // turning a loop that is gone: before the fix, the worker spun there for ever, and the
+  // io_context's end waited for it. The moment is short, so it is tried many times, each
+  // loop ended as soon as its transfer's on_done has run.
+  constexpr int rounds = 200;
+  for (int i = 0; i < rounds; ++i) {
+    auto own = loop->sibling(0);
+    auto ended = start_self_cancelling(*own, mock);
+    auto end = wait(ended);
+    BOOST_TEST_REQUIRE(end.result.cancelled);
+    own.reset();
+  }
+  // Every worker still turns the io_context: a transfer started now ends.
+  for (int i = 0; i < 4; ++i) {
+    auto spec = chat(mock, false);
+    auto ended = collect(spec);
+    loop->start(std::move(spec));
+    BOOST_TEST(wait(ended).result.http_status == 200);
+  }
 }
 
 BOOST_FIXTURE_TEST_CASE(a_loop_may_outlive_its_io_context, on_workers) {

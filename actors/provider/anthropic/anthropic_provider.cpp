@@ -51,7 +51,8 @@ caf::behavior anthropic_provider(caf::stateful_actor<anthropic_provider_state>* 
           // The requester reports a failed stream itself: the translator only records it.
           translator = std::make_shared<anthropic::anthropic_stream_translator>(
               model, static_cast<int64_t>(std::time(nullptr)), false);
-          std::weak_ptr<upstream_loop> loop = st.ctx.loop;
+          // Not owned: the loop lives while its callbacks run (upstream_loop.hpp).
+          upstream_loop* loop = st.ctx.loop.get();
           spec.on_data = [requester, attempt, translator, loop](uint64_t id,
                                                                 std::string_view bytes) {
             auto translated = translator->feed(bytes);
@@ -59,8 +60,7 @@ caf::behavior anthropic_provider(caf::stateful_actor<anthropic_provider_state>* 
               caf::anon_send(requester, upstream_data_atom_v, attempt, std::move(translated));
             // Nothing after an error counts: stop the transfer instead of reading it out.
             if (translator->failure())
-              if (auto running = loop.lock())
-                running->cancel(id);
+              loop->cancel(id);
           };
         }
         spec.on_done = [report = std::move(spec.on_done), translator,
