@@ -153,9 +153,18 @@ void fail(self_ptr self, const ctx_ptr& ctx, const schemas::api_error& err) {
 /// A user actor answers a hold or a settlement within this unless its node is gone.
 constexpr auto settle_timeout = std::chrono::seconds(10);
 
-/// A call whose user is moving between nodes is admitted again, up to this often.
+/// A call whose user is moving between nodes is admitted again, up to this often; so is a
+/// settlement sent again.
 constexpr int max_readmissions = 100;
 constexpr auto readmission_delay = std::chrono::milliseconds(50);
+
+/// Whether `err` says the user is moving: its actor ended (passivated, or its node left),
+/// went silent (its node died), or its shard is being handed to another node. Asked again a
+/// moment later, the directory finds the user where it lives then.
+bool user_moving(const caf::error& err) {
+  return is_receiver_gone(err) || err == caf::sec::request_timeout ||
+         api_failure_of(err).code == "shard_moving";
+}
 
 /// The charge of the call is in the ledger (written now, or earlier under the same id).
 bool is_durable(const storage::ledger_result& r) {
@@ -263,9 +272,21 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
     record_call(self->state, ctx, model, prompt, completion, -result.entry.amount, usage_status);
     then(std::move(result));
   };
+  // While the shard is still being handed over, the directory or the user's new actor
+  // answers shard_moving (or the old one has just ended): the settlement is sent again after
+  // a moment, as a hold is admitted again. The request id keeps it to one charge.
+  auto late_failed = [=](const caf::error& err) mutable {
+    auto& now = self->state;
+    if (user_moving(err) && now.resettlements < max_readmissions) {
+      ++now.resettlements;
+      self->delayed_send(self, readmission_delay, settle_atom_v);
+      return;
+    }
+    failed(to_string(err));
+  };
   // The user's shard moved away from the node that held the hold, or that node went down:
   // the charge goes to the user's current actor, wherever it lives now.
-  auto settle_late = [=]() mutable {
+  st.settle_late = [=]() mutable {
     self->state.on_user_down = nullptr;
     auto user_id = self->state.admitted.user_id;
     self->request(ctx->actors.directory, actor_timeout, resolve_user_atom_v, user_id)
@@ -273,10 +294,11 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
             [=](caf::actor& user) mutable {
               self->request(user, answer_limit(user, actor_timeout), settle_atom_v, owed, true)
                   .then([=](storage::ledger_result& result) mutable { done(result); },
-                        [=](caf::error& err) mutable { failed(to_string(err)); });
+                        [=](caf::error& err) mutable { late_failed(err); });
             },
-            [=](caf::error& err) mutable { failed(to_string(err)); });
+            [=](caf::error& err) mutable { late_failed(err); });
   };
+  auto settle_late = [self] { self->state.settle_late(); };
   if (st.user_down) {
     settle_late();
     return;
@@ -622,9 +644,7 @@ void hold_credits(self_ptr self, const ctx_ptr& ctx) {
                call_outcome{now.route.deployment, false, false, 0, 0, false});
     // The user actor ended (passivated, or its node left) or is handing over to another
     // node: admit again after a moment, which finds the user where it lives then.
-    bool moved = is_receiver_gone(err) || err == caf::sec::request_timeout ||
-                 api_failure_of(err).code == "shard_moving";
-    if (moved && now.readmissions < max_readmissions) {
+    if (user_moving(err) && now.readmissions < max_readmissions) {
       ++now.readmissions;
       now.step = phase::admitting;
       self->delayed_send(self, readmission_delay, admit_atom_v);
@@ -743,6 +763,11 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
       [=](admit_atom) {
         if (self->state.step == phase::admitting)
           admit(self, ctx, 2);
+      },
+      [=](settle_atom) {
+        auto& st = self->state;
+        if (st.step == phase::settling && st.settle_late)
+          st.settle_late();
       },
       [=](upstream_data_atom, uint64_t attempt, std::string& bytes) {
         auto& st = self->state;

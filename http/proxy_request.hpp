@@ -87,6 +87,11 @@ struct proxy_request_state {
   /// request to it now would never be answered (a remote actor's dead proxy drops
   /// messages), so the settlement goes straight to the user's current owner.
   bool user_down = false;
+  /// Sends the settlement to the user's current actor, wherever it lives now (its shard
+  /// moved, or the node that held the hold went down); set once the call settles.
+  std::function<void()> settle_late;
+  /// Times that was sent again because the user was still moving.
+  int resettlements = 0;
   std::unique_ptr<active_call> counted;
   admission admitted;
   route_plan route; ///< The current attempt's deployment.
