@@ -34,8 +34,12 @@ caf::error shard_moving() {
       "this account is moving between gateway nodes; retry in a moment", "shard_moving"));
 }
 
+bool lives_here(const caf::actor& target) {
+  return target && target.node() == target->home_system().node();
+}
+
 caf::duration answer_limit(const caf::actor& target, std::chrono::milliseconds limit) {
-  if (target && target.node() == target->home_system().node())
+  if (lives_here(target))
     return caf::infinite;
   return caf::duration{limit};
 }

@@ -280,6 +280,10 @@ caf::error shard_moving();
 /// Whether a request failed because its receiver is gone (passivated meanwhile): retry.
 bool is_receiver_gone(const caf::error& err);
 
+/// Whether `target` is an actor of this node, which answers every request, or fails it at
+/// once if it has ended (a remote actor's proxy drops requests when its node dies).
+bool lives_here(const caf::actor& target);
+
 /// How long to wait for `target`'s answer: `limit` if it lives on another node, where a
 /// message can be lost with its connection; no limit for an actor of this node, which
 /// always answers (or, if it ended, fails the request at once). A request without a limit

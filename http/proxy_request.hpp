@@ -81,12 +81,15 @@ struct proxy_request_state {
   /// to another node): the call is admitted again, which finds the user where it is now.
   int readmissions = 0;
   /// Set while an answer of the user actor is awaited (hold, settlement): what to do if
-  /// that actor ends first (its node went down, or its shard moved) and so never answers.
+  /// that actor, on another node, ends first (its node went down, or its shard moved) and so
+  /// never answers.
   std::function<void()> on_user_down;
   /// The admitted user actor ended while nothing awaited it (during the upstream call). A
   /// request to it now would never be answered (a remote actor's dead proxy drops
   /// messages), so the settlement goes straight to the user's current owner.
   bool user_down = false;
+  /// The user actor lives on another node and is monitored (watch_user).
+  bool watching_user = false;
   /// Sends the settlement to the user's current actor, wherever it lives now (its shard
   /// moved, or the node that held the hold went down); set once the call settles.
   std::function<void()> settle_late;

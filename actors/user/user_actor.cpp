@@ -17,11 +17,10 @@ using self_ptr = caf::stateful_actor<user_state>*;
 constexpr auto ledger_retry_delay = std::chrono::seconds(1);
 constexpr int ledger_attempts = 30;
 
-/// Ends the actor. Settlements and credits still waiting for the ledger are failed as CAF
-/// fails a request it never handled: their calls then settle with whichever actor owns the
-/// user next, and the directory passes the credits on to it (request ids keep each to one
-/// ledger entry).
-void end_user(self_ptr self, caf::error reason = {}) {
+/// Fails the settlements and credits still waiting for the ledger as CAF fails a request it
+/// never handled: their calls then settle with whichever actor owns the user next, and the
+/// directory passes the credits on to it (request ids keep each to one ledger entry).
+void fail_work_under_way(self_ptr self) {
   if (auto& work = self->state.work) {
     if (!work->owed.empty())
       spdlog::warn("user {} ends with {} charges and credits under way: they go to its next "
@@ -30,6 +29,11 @@ void end_user(self_ptr self, caf::error reason = {}) {
     work->owed.fail_all();
     work->credits_in_flight.clear();
   }
+}
+
+/// Ends the actor, failing the work under way first.
+void end_user(self_ptr self, caf::error reason = {}) {
+  fail_work_under_way(self);
   self->quit(std::move(reason));
 }
 
@@ -130,6 +134,12 @@ caf::behavior user_actor(caf::stateful_actor<user_state>* self, schemas::user_re
         ++it;
       }
     }
+  });
+  // A handler that threw ends the actor too. Calls on this node do not monitor it (they
+  // need not: it answers them, now as well), so none is left waiting for an answer.
+  self->set_exception_handler([=](caf::scheduled_actor* ptr, std::exception_ptr& e) {
+    fail_work_under_way(self);
+    return caf::scheduled_actor::default_exception_handler(ptr, e);
   });
   // Ended from outside (its shard left this node, or the node stops).
   self->set_exit_handler([=](caf::exit_msg& msg) {
