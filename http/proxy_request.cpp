@@ -355,24 +355,35 @@ void cancel_transfer(self_ptr self, const ctx_ptr& ctx) {
     self->send(ctx->actors.router, cancel_atom_v, st.route.provider, st.transfer_id);
 }
 
-/// Writes one piece of the stream; a failed write means the client left.
+/// Writes the pieces appended to the stream, as one write. When it ends, the actor hears
+/// of it only if pieces came meanwhile (to write them) or if it failed (the client left).
+void flush_stream(self_ptr self) {
+  auto& st = self->state;
+  auto me = caf::actor_cast<caf::actor>(self);
+  st.response->flush([me, pacer = st.pacer](const restinio::asio_ns::error_code& ec) {
+    if (ec)
+      caf::anon_send(me, written_atom_v, false);
+    else if (pacer->written())
+      caf::anon_send(me, written_atom_v, true);
+  });
+}
+
+/// Writes one piece of the stream: now, or with the next write if one is in flight.
 void write_chunk(self_ptr self, std::string bytes) {
   auto& st = self->state;
   if (st.client_gone || !st.response)
     return;
-  auto me = caf::actor_cast<caf::actor>(self);
   st.last_write = std::chrono::steady_clock::now();
   st.response->append_chunk(std::move(bytes));
-  st.response->flush([me](const restinio::asio_ns::error_code& ec) {
-    if (ec)
-      caf::anon_send(me, written_atom_v, false);
-  });
+  if (st.pacer->appended())
+    flush_stream(self);
 }
 
 void open_stream(self_ptr self, const ctx_ptr& ctx) {
   auto& st = self->state;
   ctx->answered = true;
   st.response.emplace(ctx->req->create_response<restinio::chunked_output_t>());
+  st.pacer = std::make_shared<write_pacer>();
   st.response->append_header(restinio::http_field::content_type, "text/event-stream");
   st.response->append_header(restinio::http_field::cache_control, "no-cache");
   st.response->append_header("x-request-id", ctx->call.echo_id);
@@ -821,8 +832,12 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
       },
       [=](written_atom, bool ok) {
         auto& st = self->state;
-        if (ok || st.client_gone)
+        if (st.client_gone)
           return;
+        if (ok) {
+          flush_stream(self); // the pieces that came during the last write (none after done)
+          return;
+        }
         // The client left mid-stream: stop the upstream; what it produced is still charged
         // when the cancelled transfer reports its end.
         st.client_gone = true;

@@ -13,6 +13,7 @@
 #include "actors/messages.hpp"
 #include "config/config.hpp"
 #include "http/responses.hpp"
+#include "http/write_pacer.hpp"
 #include "schemas/sse.hpp"
 
 namespace tollgate::http {
@@ -113,6 +114,8 @@ struct proxy_request_state {
   // Streaming.
   schemas::sse_parser parser;
   std::optional<chunked_response> response; ///< Opened with the first event passed on.
+  /// Shared with the completion handler of the write in flight.
+  std::shared_ptr<write_pacer> pacer;
   bool client_gone = false;
   bool upstream_done_seen = false; ///< The upstream sent [DONE].
   std::string stream_error;        ///< Why the stream ended early, if it did.

@@ -6,6 +6,7 @@
 
 #include <boost/test/unit_test.hpp>
 #include <curl/curl.h>
+#include <sys/socket.h>
 
 #include "config/config.hpp"
 #include "storage/database.hpp"
@@ -325,7 +326,7 @@ namespace {
 
 struct stream_reader {
   abandoned_stream result;
-  std::size_t wanted = 0;
+  const stream_client* client = nullptr;
 };
 
 std::size_t on_stream_header(char* data, std::size_t size, std::size_t count, void* user) {
@@ -358,16 +359,23 @@ std::size_t on_stream_body(char* data, std::size_t size, std::size_t count, void
     ++complete;
   reader->result.events = complete;
   // Returning less than given makes libcurl abort the transfer and drop the connection.
-  return reader->result.events >= reader->wanted ? 0 : size * count;
+  return reader->client->on_piece(reader->result) ? size * count : 0;
+}
+
+int set_receive_buffer(void* bytes, curl_socket_t socket, curlsocktype) {
+  int size = *static_cast<const int*>(bytes);
+  if (size > 0)
+    setsockopt(socket, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  return CURL_SOCKOPT_OK;
 }
 
 } // namespace
 
-abandoned_stream read_stream_then_leave(const std::string& base_url, const std::string& path,
-                                        const std::string& key, const std::string& body,
-                                        std::size_t events, std::chrono::milliseconds timeout) {
+abandoned_stream read_stream(const std::string& base_url, const std::string& path,
+                             const std::string& key, const std::string& body,
+                             const stream_client& client, std::chrono::milliseconds timeout) {
   stream_reader reader;
-  reader.wanted = events;
+  reader.client = &client;
   std::unique_ptr<CURL, void (*)(CURL*)> easy(curl_easy_init(), curl_easy_cleanup);
   BOOST_TEST_REQUIRE(easy != nullptr);
   auto url = base_url + path;
@@ -389,11 +397,20 @@ abandoned_stream read_stream_then_leave(const std::string& base_url, const std::
   curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, set_receive_buffer);
+  curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, &client.receive_buffer);
   curl_easy_perform(e); // CURLE_WRITE_ERROR when we left, as intended
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &reader.result.status);
-  // The cleanup closes the connection: the transfer was cut short, so libcurl cannot reuse it.
+  // The cleanup closes the connection: a transfer cut short leaves it unusable.
   easy.reset();
   return reader.result;
+}
+
+abandoned_stream read_stream_then_leave(const std::string& base_url, const std::string& path,
+                                        const std::string& key, const std::string& body,
+                                        std::size_t events, std::chrono::milliseconds timeout) {
+  stream_client client{[events](const abandoned_stream& s) { return s.events < events; }};
+  return read_stream(base_url, path, key, body, client, timeout);
 }
 
 } // namespace tollgate::test::integration

@@ -164,16 +164,31 @@ std::optional<usage_row> usage_row_of(soci::session& sql, const std::string& req
 /// did. Keeps every wait of a test bounded.
 bool wait_until(std::chrono::milliseconds timeout, const std::function<bool()>& done);
 
-/// What a client that walked away from a stream had received.
+/// What a client of a stream had received (when it walked away, or at the end).
 struct abandoned_stream {
   long status = 0;
   std::string request_id; ///< The response's x-request-id.
-  std::string received;   ///< Body bytes read before leaving.
-  std::size_t events = 0; ///< `data:` events among them.
+  std::string received;   ///< Body bytes read.
+  std::size_t events = 0; ///< Complete SSE events among them.
 };
 
-/// POSTs `body` to `base_url` + `path` with `key`, reads the streamed answer until `events`
-/// SSE events have arrived (or it ends, or `timeout` passes), then closes the connection.
+/// How a test's client reads a stream.
+struct stream_client {
+  /// Called after each piece read with all read so far; returning false leaves at once
+  /// (closing the connection).
+  std::function<bool(const abandoned_stream&)> on_piece;
+  /// The socket's receive buffer in bytes (SO_RCVBUF), small for a client that is quick to
+  /// stop the gateway's writes when it stops reading; 0: the system's.
+  int receive_buffer = 0;
+};
+
+/// POSTs `body` to `base_url` + `path` with `key` and reads the streamed answer as `client`
+/// says, until it ends, the client leaves, or `timeout` passes.
+abandoned_stream read_stream(const std::string& base_url, const std::string& path,
+                             const std::string& key, const std::string& body,
+                             const stream_client& client, std::chrono::milliseconds timeout);
+
+/// read_stream that leaves once `events` SSE events have arrived.
 abandoned_stream read_stream_then_leave(const std::string& base_url, const std::string& path,
                                         const std::string& key, const std::string& body,
                                         std::size_t events, std::chrono::milliseconds timeout);
