@@ -133,29 +133,36 @@ int64_t generated_bytes(const json& choice) {
   return bytes;
 }
 
-/// Watches the admitted user actor when it lives on another node: if that node dies, its
-/// proxy here drops requests, and only the down message tells. An actor of this node needs
-/// no watching (`lives_here`). Watching it would cost: CAF keeps an actor's monitors in a
-/// list that each `demonitor` walks, so with thousands of one user's calls in flight, each
-/// call's end walked thousands of entries (a tenth of the CPU of 10,000 streams).
-void watch_user(self_ptr self) {
+/// Until `stop_awaiting_user`, `if_gone` runs if the admitted user actor ends before it
+/// answers. It is watched only when it lives on another node, and only while an answer is
+/// awaited: if that node dies, its proxy here drops requests, and only the down message
+/// tells (at once, for a proxy already dead when watched). An actor of this node needs no
+/// watching (`lives_here`). Watching costs: CAF keeps an actor's monitors in a list that each
+/// `demonitor` walks. Watched for a call's whole life, with thousands of one user's calls in
+/// flight, each call's end walked thousands of entries (a tenth of the CPU of 10,000
+/// streams); watched during the waits alone, the list holds the calls that wait right now.
+void await_user(self_ptr self, std::function<void()> if_gone) {
   auto& st = self->state;
-  st.watching_user = st.admitted.user && !lives_here(st.admitted.user);
-  if (st.watching_user)
+  st.on_user_down = std::move(if_gone);
+  if (!st.watching_user && st.admitted.user && !lives_here(st.admitted.user)) {
+    st.watching_user = true;
     self->monitor(st.admitted.user);
+  }
 }
 
-/// Stops watching the user actor. A monitor outlives the actor that set it: left on the
-/// (long-lived) user actor, it would keep this actor's memory until the user actor ends.
-void unwatch_user(self_ptr self) {
+/// The user actor answered (or is given up on): no longer watched. A monitor outlives the
+/// actor that set it: left on the user actor, it would keep this actor's memory until the
+/// user actor ends.
+void stop_awaiting_user(self_ptr self) {
   auto& st = self->state;
+  st.on_user_down = nullptr;
   if (std::exchange(st.watching_user, false))
     self->demonitor(st.admitted.user);
 }
 
 void end_request(self_ptr self) {
   self->state.step = phase::finished;
-  unwatch_user(self);
+  stop_awaiting_user(self);
   self->quit();
 }
 
@@ -277,7 +284,7 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
   auto model = call.model;
   auto answered = std::make_shared<bool>(false);
   auto failed = [=](const std::string& why) mutable {
-    self->state.on_user_down = nullptr;
+    stop_awaiting_user(self);
     spdlog::error(
         json{{"msg", "settling failed"}, {"request_id", ctx->call.request_id}, {"error", why}}
             .dump());
@@ -285,7 +292,7 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
   };
   settlement owed{call.request_id, cost, std::move(usage)};
   auto done = [=](storage::ledger_result& result) mutable {
-    self->state.on_user_down = nullptr;
+    stop_awaiting_user(self);
     record_call(self->state, ctx, model, prompt, completion, -result.entry.amount, usage_status);
     then(std::move(result));
   };
@@ -304,7 +311,7 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
   // The user's shard moved away from the node that held the hold, or that node went down:
   // the charge goes to the user's current actor, wherever it lives now.
   st.settle_late = [=]() mutable {
-    self->state.on_user_down = nullptr;
+    stop_awaiting_user(self);
     auto user_id = self->state.admitted.user_id;
     self->request(ctx->actors.directory, actor_timeout, resolve_user_atom_v, user_id)
         .then(
@@ -320,10 +327,10 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
     settle_late();
     return;
   }
-  st.on_user_down = [=]() mutable {
+  await_user(self, [=]() mutable {
     if (!std::exchange(*answered, true))
       settle_late();
-  };
+  });
   self->request(st.admitted.user, answer_limit(st.admitted.user, settle_timeout), settle_atom_v,
                 owed)
       .then(
@@ -667,7 +674,7 @@ void hold_credits(self_ptr self, const ctx_ptr& ctx) {
   auto refused = [=](const caf::error& err) {
     // The routed attempt never started: give its slot back to the router.
     auto& now = self->state;
-    now.on_user_down = nullptr;
+    stop_awaiting_user(self);
     self->send(ctx->actors.router, outcome_atom_v,
                call_outcome{now.route.deployment, false, false, 0, 0, false});
     // The user actor ended (passivated, or its node left) or is handing over to another
@@ -684,17 +691,17 @@ void hold_credits(self_ptr self, const ctx_ptr& ctx) {
     refused(caf::make_error(caf::sec::request_receiver_down));
     return;
   }
-  st.on_user_down = [=] {
+  await_user(self, [=] {
     if (!std::exchange(*answered, true))
       refused(caf::make_error(caf::sec::request_receiver_down));
-  };
+  });
   self->request(st.admitted.user, answer_limit(st.admitted.user, settle_timeout), hold_atom_v,
                 std::move(hr))
       .then(
           [=](hold_grant& grant) {
             if (std::exchange(*answered, true))
               return;
-            self->state.on_user_down = nullptr;
+            stop_awaiting_user(self);
             self->state.hold = grant;
             call_upstream(self, ctx);
           },
@@ -724,11 +731,9 @@ void admit(self_ptr self, const ctx_ptr& ctx, int attempts, bool direct) {
                        call.prompt_tokens + call.max_tokens * call.choices};
   ar.again = self->state.readmissions > 0;
   auto admitted = [=](admission& a) {
-    unwatch_user(self); // admitted again: watch only the user of this admission
+    stop_awaiting_user(self); // admitted again: the user of this admission is awaited next
     self->state.admitted = std::move(a);
     self->state.user_down = false;
-    // If it ends while this call waits for it, on_user_down says what to do.
-    watch_user(self);
     route_model(self, ctx);
   };
   // The key's actor, when it is alive on this node: asked directly, without the directory.
@@ -780,7 +785,7 @@ caf::behavior proxy_request(caf::stateful_actor<proxy_request_state>* self, requ
     st.user_down = true;
     if (st.on_user_down) {
       auto act = std::move(st.on_user_down);
-      st.on_user_down = nullptr;
+      stop_awaiting_user(self);
       act();
     }
   });

@@ -81,15 +81,15 @@ struct proxy_request_state {
   /// Times the user actor was gone when the hold was asked (passivated, or its shard moved
   /// to another node): the call is admitted again, which finds the user where it is now.
   int readmissions = 0;
-  /// Set while an answer of the user actor is awaited (hold, settlement): what to do if
-  /// that actor, on another node, ends first (its node went down, or its shard moved) and so
-  /// never answers.
+  /// Set while an answer of the user actor is awaited (hold, settlement; await_user): what
+  /// to do if that actor, on another node, ends first (its node went down, or its shard
+  /// moved) and so never answers.
   std::function<void()> on_user_down;
-  /// The admitted user actor ended while nothing awaited it (during the upstream call). A
-  /// request to it now would never be answered (a remote actor's dead proxy drops
-  /// messages), so the settlement goes straight to the user's current owner.
+  /// The admitted user actor was seen to end. A request to it now would never be answered
+  /// (a remote actor's dead proxy drops messages), so the settlement goes straight to the
+  /// user's current owner.
   bool user_down = false;
-  /// The user actor lives on another node and is monitored (watch_user).
+  /// The user actor, on another node, is monitored while its answer is awaited.
   bool watching_user = false;
   /// Sends the settlement to the user's current actor, wherever it lives now (its shard
   /// moved, or the node that held the hold went down); set once the call settles.
