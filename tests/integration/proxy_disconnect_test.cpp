@@ -114,7 +114,7 @@ BOOST_AUTO_TEST_CASE(client_gone_mid_stream) {
 }
 
 // A client that stops reading for two seconds: the gateway's write to it waits, the pieces that
-// come meanwhile wait behind it, and once the client reads again they all reach it, in order,
+// come meanwhile wait behind it, and once the client reads again they all reach it, whole,
 // while the upstream is still sending (they do not wait for the end of the stream).
 BOOST_AUTO_TEST_CASE(a_client_that_stops_reading_gets_every_piece_when_it_reads_again) {
   mock_upstream mock;
