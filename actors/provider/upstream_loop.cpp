@@ -391,15 +391,13 @@ bool upstream_loop::apply_queued() {
 
 void upstream_loop::turn(const epoll_event* events, int ready) {
   apply_queued();
-  dispatch(events, ready);
-  release_upload_buffers();
-  end_finished();
-  // Callbacks may have started or cancelled transfers.
-  while (apply_queued()) {
-    dispatch(nullptr, 0);
+  do {
+    dispatch(events, ready);
     release_upload_buffers();
     end_finished();
-  }
+    events = nullptr; // the ready sockets are handed over once
+    ready = 0;
+  } while (apply_queued()); // callbacks may have started or cancelled transfers
 }
 
 void upstream_loop::end_finished() {
