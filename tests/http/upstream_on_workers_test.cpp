@@ -102,7 +102,11 @@ BOOST_FIXTURE_TEST_CASE(transfers_end_on_the_actor_workers, on_workers) {
   for (int i = 0; i < 20; ++i) {
     auto spec = chat(mock, i % 2 == 1);
     endings.push_back(collect(spec));
-    loop->start(std::move(spec));
+    // Started on the workers, as the gateway's actors start them: a thread that asks turns
+    // the loop itself when no other does, and a busy machine may leave this test's own thread
+    // turning it just as answers arrive.
+    restinio::asio_ns::post(io->io, [l = loop, s = std::make_shared<transfer_spec>(
+                                                   std::move(spec))] { l->start(std::move(*s)); });
   }
   for (std::size_t i = 0; i < endings.size(); ++i) {
     auto end = wait(endings[i]);
