@@ -696,6 +696,12 @@ BOOST_AUTO_TEST_CASE(a_killed_node_is_replaced_within_its_lease) {
   BOOST_TEST(balance == opening - static_cast<int64_t>(charged.size()) * cost);
 }
 
+/// Runs `done` when the scope ends, on a failed requirement too.
+struct at_scope_end {
+  std::function<void()> done;
+  ~at_scope_end() { done(); }
+};
+
 BOOST_AUTO_TEST_CASE(a_stalled_node_never_commits_after_losing_its_lease) {
   mock_upstream mock;
   // Streams that take about a second: some are in flight when the node stalls.
@@ -729,17 +735,32 @@ BOOST_AUTO_TEST_CASE(a_stalled_node_never_commits_after_losing_its_lease) {
       stalled_credit_error = e.what(); // no answer within a minute
     }
   });
+  // Joined on every way out, a failed requirement too: the node is woken first, so the
+  // credit gets its answer and the failure is reported with the nodes' logs.
+  at_scope_end wake_and_join{[&] {
+    ::kill(pid, SIGCONT);
+    if (stalled_credit.joinable())
+      stalled_credit.join();
+  }};
   // Longer than the lease: the others take the shard over with a higher epoch.
   auto survivor = (stalled + 1) % cluster.size();
   http_client probe(cluster.node(survivor).base_url());
   probe.bearer(fay.key);
+  auto stalled_at = std::chrono::steady_clock::now();
+  std::string last_probe = "none";
   bool served = wait_until(lease_seconds * 1000ms + 15s, [&] {
     auto r = exact_call(probe);
+    last_probe = std::to_string(r.status) + " " + r.body.substr(0, 200) + " after " +
+                 std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now() - stalled_at)
+                                    .count()) +
+                 " ms";
     return r.status == 200;
   });
   auto epoch_after = cluster.epoch_of_user(fay.id);
   BOOST_TEST_REQUIRE(::kill(pid, SIGCONT) == 0);
-  BOOST_TEST_REQUIRE(served, "the shard was not taken over while its owner stalled");
+  BOOST_TEST_REQUIRE(
+      served, "the shard was not taken over while its owner stalled; last probe: " << last_probe);
   BOOST_TEST(epoch_after > epoch_before);
   BOOST_TEST(cluster.owner_of_user(fay.id) != stalled);
   // The woken node finishes the calls it had in flight. Its ledger posts are refused (fenced)

@@ -175,6 +175,11 @@ struct exec_plan {
     fail(errno);
   if (::getppid() != plan.parent)
     ::_exit(127);
+  // A process group of its own. A test may stop a child (SIGSTOP); in the test's group, a
+  // stopped member makes the kernel send the whole group SIGHUP and SIGCONT when the group
+  // is orphaned, which ends the other children and wakes the stopped one early.
+  if (::setpgid(0, 0) != 0)
+    fail(errno);
   for (int sig = 1; sig < NSIG; ++sig)
     if (sig != SIGKILL && sig != SIGSTOP)
       ::signal(sig, SIG_DFL);

@@ -27,7 +27,8 @@ struct child_options {
 };
 
 /// A child process that cannot outlive the test: it gets SIGKILL when the test process dies
-/// (PR_SET_PDEATHSIG) and when this object is destroyed while it still runs. stdin is
+/// (PR_SET_PDEATHSIG) and when this object is destroyed while it still runs. It leads a
+/// process group of its own, so stopping it (SIGSTOP) touches nothing else. stdin is
 /// /dev/null. Exit statuses are shell-style: the exit code, or 128 + the signal number.
 class child_process {
 public:
