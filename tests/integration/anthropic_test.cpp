@@ -1,5 +1,4 @@
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -57,14 +56,6 @@ constexpr int64_t mock_prompt_tokens = 6;
 
 int64_t claude_cost(int64_t prompt_tokens, int64_t completion_tokens) {
   return tollgate::schemas::cost_of(claude_price, prompt_tokens, completion_tokens);
-}
-
-std::size_t word_count(const std::string& text) {
-  std::istringstream in(text);
-  std::size_t words = 0;
-  for (std::string word; in >> word;)
-    ++words;
-  return words;
 }
 
 struct parsed_stream {

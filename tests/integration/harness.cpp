@@ -469,6 +469,14 @@ std::optional<attempt_record> attempts_of(soci::session& sql, const std::string&
   return r;
 }
 
+std::size_t word_count(const std::string& text) {
+  std::istringstream in(text);
+  std::size_t words = 0;
+  for (std::string word; in >> word;)
+    ++words;
+  return words;
+}
+
 stream_summary summarize_stream(const std::string& body) {
   stream_summary out;
   for (auto pos = body.find(": keep-alive\n\n"); pos != std::string::npos;

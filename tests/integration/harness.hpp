@@ -237,6 +237,9 @@ struct stream_summary {
 
 stream_summary summarize_stream(const std::string& body);
 
+/// Whitespace-separated words of `text`: the mock answers one word per token.
+std::size_t word_count(const std::string& text);
+
 /// One sample of a Prometheus text exposition.
 struct prometheus_sample {
   std::string name;

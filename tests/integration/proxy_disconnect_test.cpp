@@ -1,6 +1,5 @@
 #include <chrono>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 
@@ -85,15 +84,6 @@ void check_client_gone_mid_stream(store kind) {
   BOOST_TEST(stats["requests"] == 1);
 }
 
-/// Whitespace-separated words of `text` (the mock's tokens).
-std::size_t words_of(const std::string& text) {
-  std::istringstream in(text);
-  std::size_t words = 0;
-  for (std::string word; in >> word;)
-    ++words;
-  return words;
-}
-
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(proxy_disconnect_sqlite)
@@ -139,7 +129,7 @@ BOOST_AUTO_TEST_CASE(a_client_that_stops_reading_gets_every_piece_when_it_reads_
   BOOST_TEST(read.received.size() > 6'000'000u);
   // 200 pieces, the usage event, [DONE]; nothing lost, nothing twice, no error.
   BOOST_TEST(read.events == 202u);
-  BOOST_TEST(words_of(summarize_stream(read.received).text) == tokens);
+  BOOST_TEST(word_count(summarize_stream(read.received).text) == tokens);
   BOOST_TEST(read.received.find("\"error\"") == std::string::npos);
   BOOST_TEST(read.received.ends_with("data: [DONE]\n\n"));
   // Nearly all of the answer reached the client before the upstream's last piece: the pieces

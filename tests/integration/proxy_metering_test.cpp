@@ -1,6 +1,5 @@
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -36,14 +35,6 @@ int64_t estimated_prompt(const json& body) {
   auto parsed = tollgate::schemas::parse_chat_request(body.dump());
   BOOST_TEST_REQUIRE(static_cast<bool>(parsed));
   return parsed->prompt_tokens;
-}
-
-std::size_t word_count(const std::string& text) {
-  std::istringstream in(text);
-  std::size_t words = 0;
-  for (std::string word; in >> word;)
-    ++words;
-  return words;
 }
 
 /// A streamed answer, taken apart.
