@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <poll.h>
+
 #include <libpq-fe.h>
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/sqlite3/soci-sqlite3.h>
@@ -50,6 +52,18 @@ std::unique_ptr<soci::session> database::open() const {
   execute_script(*sql, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
                        "PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;");
   return sql;
+}
+
+bool idle_session_ended(soci::session& sql) {
+  if (sql.get_backend() == nullptr || sql.get_backend_name() != "postgresql")
+    return false;
+  auto* pg = static_cast<soci::postgresql_session_backend*>(sql.get_backend());
+  if (pg->conn_ == nullptr || PQstatus(pg->conn_) != CONNECTION_OK)
+    return true;
+  // Between jobs the server has nothing to say: readable means its goodbye (a FATAL error,
+  // then the end of the stream), hang-up and error mean the socket is gone.
+  pollfd fd{PQsocket(pg->conn_), POLLIN, 0};
+  return fd.fd < 0 || ::poll(&fd, 1, 0) != 0;
 }
 
 void prepare_bound(soci::statement& st, const std::string& sql) {

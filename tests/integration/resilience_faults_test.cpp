@@ -14,8 +14,8 @@
 // Faults that touch money, on SQLite and PostgreSQL: a stream that breaks or stalls after its
 // first byte charges what was delivered and never falls back; a provider actor killed under
 // calls in flight is restarted and nothing hangs or stays held; retries stay within their
-// budget under an upstream that always fails; and after a mix of every fault the ledger
-// invariants of DESIGN.md hold.
+// budget under an upstream that always fails; after a mix of every fault the ledger
+// invariants of DESIGN.md hold; and on PostgreSQL, sessions the server ends fail no call.
 
 using namespace tollgate::test;
 using namespace tollgate::test::integration;
@@ -550,6 +550,65 @@ void check_invariants_after_fault_mix(store kind) {
   BOOST_TEST(snapshot.balance_total == snapshot.ledger_total);
 }
 
+/// PostgreSQL ends every session of the gateway while they sit idle (an administrator's
+/// pg_terminate_backend; a node taking over a shard does the same to a stalled node): the
+/// next reads, credits and calls all succeed on new sessions, and each is in the ledger once.
+void check_sessions_ended_by_the_server() {
+  mock_upstream mock;
+  test_gateway gw(store::postgresql, options_with_config(mock_gateway_config(mock.base_url())));
+  auto admin = gw.admin();
+  auto ada = make_metered_user(admin, "ada@example.com", opening);
+  auto client = gw.consumer(ada.key);
+  auto sql = gw.open_db();
+  const int64_t top_up = 1'000;
+  // More of each than the gateway has sessions: every one of them serves a job.
+  const int rounds = 8;
+  auto serve = [&](const std::string& phase) {
+    for (int i = 0; i < rounds; ++i) {
+      BOOST_TEST_CONTEXT(phase << " the sessions ended, round " << i) {
+        auto ledger = admin.get("/admin/users/" + ada.id + "/ledger");
+        BOOST_TEST(ledger.status == 200, ledger.body);
+        auto credit = post_credits(admin, ada.id, top_up, "top-up", phase + std::to_string(i));
+        BOOST_TEST(credit.status == 201, credit.body);
+        auto call = client.post("/v1/chat/completions", dump(chat_body("gpt-mock", "hello", 8)));
+        BOOST_TEST(call.status == 200, call.body);
+      }
+    }
+    // A key made now is read from the store on its first call.
+    auto fresh = create_key(admin, ada.id);
+    auto call = gw.consumer(fresh["key"])
+                    .post("/v1/chat/completions", dump(chat_body("gpt-mock", "hello", 8)));
+    BOOST_TEST(call.status == 200, phase << " the sessions ended, a new key: " << call.body);
+  };
+  serve("before");
+
+  const std::string others =
+      " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+  long long ended = 0;
+  *sql << "SELECT coalesce(sum(CASE WHEN pg_terminate_backend(pid) THEN 1 ELSE 0 END), 0)" + others,
+      soci::into(ended);
+  BOOST_TEST_MESSAGE("ended " << ended << " sessions of the gateway");
+  BOOST_TEST_REQUIRE(ended >= 2); // the ledger's committer and at least one reader
+  BOOST_TEST_REQUIRE(wait_until(std::chrono::seconds{10}, [&] {
+    long long left = 0;
+    *sql << "SELECT count(*)" + others, soci::into(left);
+    return left == 0;
+  }));
+  serve("after");
+
+  int credits = 0;
+  int charges = 0;
+  for (const auto& e : ledger_of(*sql, ada.id)) {
+    credits += e.kind == "credit" ? 1 : 0;
+    charges += e.kind == "charge" ? 1 : 0;
+  }
+  BOOST_TEST(credits == 1 + 2 * rounds); // the opening credit and each top-up, once
+  BOOST_TEST(charges == 2 * (rounds + 1));
+  auto spent = check_charges_match_usage(*sql, ada.id);
+  BOOST_TEST(check_ledger_invariants(*sql, ada.id) == opening + 2 * rounds * top_up - spent);
+  BOOST_TEST(me_of(gw, ada.key)["balance"] == opening + 2 * rounds * top_up - spent);
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(resilience_faults_sqlite)
@@ -612,6 +671,10 @@ BOOST_AUTO_TEST_CASE(retries_stay_within_budget) {
 
 BOOST_AUTO_TEST_CASE(invariants_after_fault_mix) {
   check_invariants_after_fault_mix(store::postgresql);
+}
+
+BOOST_AUTO_TEST_CASE(sessions_ended_by_the_server_fail_no_call) {
+  check_sessions_ended_by_the_server();
 }
 
 BOOST_AUTO_TEST_SUITE_END()
