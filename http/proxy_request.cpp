@@ -297,16 +297,27 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
     then(std::move(result));
   };
   // While the shard is still being handed over, the directory or the user's new actor
-  // answers shard_moving (or the old one has just ended): the settlement is sent again after
-  // a moment, as a hold is admitted again. The request id keeps it to one charge.
-  auto late_failed = [=](const caf::error& err) mutable {
+  // answers shard_moving (or the old one has just ended), or the ledger refuses the charge
+  // of a node that has just lost the shard and does not know it yet (fenced: nothing was
+  // written): the settlement is sent again after a moment, as a hold is admitted again. The
+  // request id keeps it to one charge.
+  auto settle_again = [=](bool moving, const std::string& why) mutable {
     auto& now = self->state;
-    if (user_moving(err) && now.resettlements < max_readmissions) {
+    if (moving && now.resettlements < max_readmissions) {
       ++now.resettlements;
       self->delayed_send(self, readmission_delay, settle_atom_v);
       return;
     }
-    failed(to_string(err));
+    failed(why);
+  };
+  auto late_failed = [=](const caf::error& err) mutable {
+    settle_again(user_moving(err), to_string(err));
+  };
+  auto late_done = [=](storage::ledger_result& result) mutable {
+    if (result.status == storage::apply_status::fenced)
+      settle_again(true, result.error);
+    else
+      done(result);
   };
   // The user's shard moved away from the node that held the hold, or that node went down:
   // the charge goes to the user's current actor, wherever it lives now.
@@ -317,7 +328,7 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
         .then(
             [=](caf::actor& user) mutable {
               self->request(user, answer_limit(user, actor_timeout), settle_atom_v, owed, true)
-                  .then([=](storage::ledger_result& result) mutable { done(result); },
+                  .then([=](storage::ledger_result& result) mutable { late_done(result); },
                         [=](caf::error& err) mutable { late_failed(err); });
             },
             [=](caf::error& err) mutable { late_failed(err); });
