@@ -7,6 +7,7 @@
 #include "storage/keys_repository.hpp"
 #include "storage/users_repository.hpp"
 
+#include <optional>
 #include <type_traits>
 
 #include <spdlog/spdlog.h>
@@ -406,10 +407,17 @@ void retry_waiting(self_ptr self) {
   }
 }
 
-void park(self_ptr self, std::function<void()> retry, std::function<void()> expire) {
-  auto& c = self->state.cluster;
-  c.waiting.push_back(
-      {std::chrono::steady_clock::now() + park_limit, std::move(retry), std::move(expire)});
+using park_deadline = std::chrono::steady_clock::time_point;
+
+/// When a call that starts waiting now must be answered: parked again after a retry, it
+/// keeps the deadline of its first wait.
+park_deadline park_deadline_from_now() {
+  return std::chrono::steady_clock::now() + park_limit;
+}
+
+void park(self_ptr self, park_deadline deadline, std::function<void()> retry,
+          std::function<void()> expire) {
+  self->state.cluster.waiting.push_back({deadline, std::move(retry), std::move(expire)});
 }
 
 /// Opens a middleman connection to a member's directory; parked calls retry once it is up.
@@ -489,10 +497,17 @@ bool is_shard_moving(const caf::error& err) {
 
 /// Runs `local` if this node serves `shard`; passes `msg` to the owning node's directory if
 /// another node holds the shard; otherwise (a hand-off under way) waits for the views to
-/// settle, then tries again.
+/// settle, then tries again, until `deadline` (park_limit after the first wait).
 void route(self_ptr self, int32_t shard, caf::message msg, int hops, caf::response_promise promise,
-           local_action local, relay_action relay = {}) {
+           local_action local, relay_action relay = {},
+           std::optional<park_deadline> deadline = std::nullopt) {
   auto& c = self->state.cluster;
+  auto wait_then_again = [=]() mutable {
+    auto until = deadline.value_or(park_deadline_from_now());
+    park(
+        self, until, [=] { route(self, shard, msg, hops, promise, local, relay, until); },
+        [promise]() mutable { promise.deliver(shard_moving()); });
+  };
   if (!c.enabled || serves(self, shard)) {
     local(std::move(promise));
     return;
@@ -508,11 +523,7 @@ void route(self_ptr self, int32_t shard, caf::message msg, int hops, caf::respon
       }
       auto id = ++c.next_relay;
       auto finished = std::make_shared<bool>(false);
-      auto again = [=]() mutable {
-        park(
-            self, [=] { route(self, shard, msg, hops, promise, local, relay); },
-            [promise]() mutable { promise.deliver(shard_moving()); });
-      };
+      auto again = wait_then_again;
       c.relays[owner][id] = [=]() mutable {
         if (std::exchange(*finished, true))
           return;
@@ -535,9 +546,7 @@ void route(self_ptr self, int32_t shard, caf::message msg, int hops, caf::respon
     }
     connect(self, owner);
   }
-  park(
-      self, [=] { route(self, shard, msg, hops, promise, local, relay); },
-      [promise]() mutable { promise.deliver(shard_moving()); });
+  wait_then_again();
 }
 
 /// Resolves a user actor wherever its shard lives: here, or through its node's directory.
@@ -906,14 +915,11 @@ caf::behavior directory_behavior(self_ptr self) {
           if (static_cast<std::size_t>(shard) < c.owners.size())
             c.owners[static_cast<std::size_t>(shard)] = c.self_id;
         c.addresses = std::move(view.addresses);
-        for (auto it = c.remote.begin(); it != c.remote.end();) {
-          if (!c.addresses.count(it->first)) {
-            self->demonitor(it->second);
-            it = c.remote.erase(it);
-          } else {
-            ++it;
-          }
-        }
+        // A connection stays while it is up, even to a node missing from this view (its
+        // membership lapsed for a moment, or it is leaving): only its end (the down message)
+        // forgets it. Of two nodes the one with the smaller id connects; if the other
+        // forgot a connection that is still up, the smaller would never connect again and
+        // calls for its shards would wait at the other.
         // A direct connection to every member: actor handles learned through a third node
         // would otherwise route through it, and this node would not see their node die.
         for (auto& [node, address] : c.addresses)

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -819,6 +820,61 @@ BOOST_AUTO_TEST_CASE(a_stalled_node_never_commits_after_losing_its_lease) {
   }
   BOOST_TEST(top_ups == 1, "the credit is in the ledger " << top_ups << " times");
   expect_charged_exactly(cluster, fay, opening + top_up, all);
+}
+
+/// The membership of node-1 (the smallest id: of each pair of nodes, the smaller connects)
+/// lapses for longer than a lease while it keeps running and stays connected: the others'
+/// views lose it, its shards move to them, and once it can renew it rejoins and takes its
+/// shards back. Calls for its users through the others are then relayed over the
+/// connections that stayed up, not left waiting for a connection nobody opens.
+BOOST_AUTO_TEST_CASE(a_node_whose_membership_lapsed_is_reached_after_it_rejoins) {
+  mock_upstream mock;
+  test_cluster cluster(3, mock.base_url());
+  BOOST_TEST_REQUIRE(cluster.id(0) == "node-1");
+  auto sql = cluster.open_db();
+  // Its renewals (and its joining again) fail while the trigger is there.
+  *sql << "CREATE FUNCTION hold_node_1() RETURNS trigger AS $$ BEGIN "
+          "IF NEW.node_id = 'node-1' AND NEW.expires_at > OLD.expires_at THEN "
+          "RAISE EXCEPTION 'node-1 is held out'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql";
+  *sql << "CREATE TRIGGER hold_node_1 BEFORE UPDATE ON cluster_nodes FOR EACH ROW "
+          "EXECUTE FUNCTION hold_node_1()";
+  *sql << "UPDATE cluster_nodes SET expires_at = 0 WHERE node_id = 'node-1'";
+  auto others_hold_everything = [&] {
+    auto held = cluster.holdings();
+    return held["node-2"] + held["node-3"] == shards;
+  };
+  bool moved = wait_until(lease_seconds * 1000ms + 15s, others_hold_everything);
+  *sql << "DROP TRIGGER hold_node_1 ON cluster_nodes";
+  BOOST_TEST_REQUIRE(moved, "node-1's shards did not move: " << cluster.state().dump());
+  BOOST_TEST_REQUIRE(cluster.wait_settled(), cluster.state().dump());
+
+  // A user whose shard node-1 serves again.
+  auto admin = cluster.admin(1);
+  std::optional<metered_user> user;
+  for (int i = 0; i < 40 && !user; ++i) {
+    auto made = make_metered_user(admin, "held" + std::to_string(i) + "@example.com", 1'000'000);
+    if (cluster.owner_of_user(made.id) == 0)
+      user = made;
+  }
+  BOOST_TEST_REQUIRE(user.has_value(), "no user of 40 hashed to node-1");
+  for (std::size_t via : {std::size_t{1}, std::size_t{2}}) {
+    http_client client(cluster.node(via).base_url());
+    client.bearer(user->key);
+    client.timeouts(5000ms, 15000ms);
+    std::string last;
+    bool served = wait_until(10s, [&] {
+      try {
+        auto r = exact_call(client);
+        last = std::to_string(r.status) + " " + r.body;
+        return r.status == 200;
+      } catch (const std::exception& e) {
+        last = e.what();
+        return false;
+      }
+    });
+    BOOST_TEST(served, "a call through " << cluster.id(via) << " for node-1's user: " << last);
+  }
+  check_ledger_invariants(*sql, user->id);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
