@@ -23,16 +23,18 @@ void commit_next(self_ptr self) {
     batch.assign(std::make_move_iterator(st.queue.begin()), std::make_move_iterator(end));
     st.queue.erase(st.queue.begin(), end);
   }
+  auto started = std::chrono::steady_clock::now();
+  auto& metrics = gateway_metrics::global();
   std::vector<storage::ledger_post> posts;
   posts.reserve(batch.size());
-  for (auto& w : batch)
+  for (auto& w : batch) {
+    metrics.ledger_wait.observe(std::chrono::duration<double>(started - w.queued).count());
     posts.push_back(std::move(w.post));
+  }
   st.committing = true;
   ++st.batches;
   st.posts += static_cast<int64_t>(posts.size());
-  auto& metrics = gateway_metrics::global();
   metrics.ledger_batch.observe(static_cast<double>(posts.size()));
-  auto started = std::chrono::steady_clock::now();
   auto shared = std::make_shared<decltype(batch)>(std::move(batch));
   self->request(
           st.committer, caf::infinite,
@@ -67,7 +69,7 @@ caf::behavior ledger_writer(caf::stateful_actor<ledger_writer_state>* self, caf:
   return {
       [=](post_atom, storage::ledger_post& post) {
         auto promise = self->make_response_promise();
-        self->state.queue.push_back({std::move(post), promise});
+        self->state.queue.push_back({std::move(post), promise, std::chrono::steady_clock::now()});
         commit_next(self);
         return promise;
       },

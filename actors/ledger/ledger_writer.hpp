@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -15,6 +16,7 @@ struct ledger_writer_state {
   struct waiting_post {
     storage::ledger_post post;
     caf::response_promise promise;
+    std::chrono::steady_clock::time_point queued; ///< When it came: its wait is metered.
   };
 
   std::vector<waiting_post> queue;

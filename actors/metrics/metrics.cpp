@@ -149,6 +149,10 @@ gateway_metrics::gateway_metrics()
                    metric_family::kind::histogram, {}, size_bounds)
     , ledger_commit("tollgate_ledger_commit_seconds", "Duration of one ledger commit.",
                     metric_family::kind::histogram, {}, latency_bounds)
+    , ledger_wait("tollgate_ledger_wait_seconds",
+                  "Time a balance change waited for its commit to begin (the commit before "
+                  "it was still running).",
+                  metric_family::kind::histogram, {}, latency_bounds)
     , actors("tollgate_actors", "Live user and key actors on this node.",
              metric_family::kind::gauge, {"kind"})
     , hibernated("tollgate_hibernated",
@@ -164,7 +168,7 @@ std::string gateway_metrics::render() const {
   for (const auto* f :
        {&requests, &errors, &tokens, &credits_charged, &duration, &ttft, &overhead, &in_flight,
         &curl_buffers, &upstream_nudges, &breaker_state, &retries, &rate_limited, &ledger_batch,
-        &ledger_commit, &actors, &hibernated, &activations})
+        &ledger_commit, &ledger_wait, &actors, &hibernated, &activations})
     f->render(out);
   return out;
 }

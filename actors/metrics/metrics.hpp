@@ -76,6 +76,7 @@ struct gateway_metrics {
   metric_family rate_limited;    ///< tollgate_rate_limited_total{scope}
   metric_family ledger_batch;    ///< tollgate_ledger_batch_size
   metric_family ledger_commit;   ///< tollgate_ledger_commit_seconds
+  metric_family ledger_wait;     ///< tollgate_ledger_wait_seconds
   metric_family actors;          ///< tollgate_actors{kind}
   metric_family hibernated;      ///< tollgate_hibernated{kind}
   metric_family activations;     ///< tollgate_activations_total{kind,from}

@@ -224,6 +224,9 @@ BOOST_AUTO_TEST_CASE(metrics_match_calls) {
   BOOST_TEST(m.sum("tollgate_upstream_retries_total") == 0);
   BOOST_TEST(m.sum("tollgate_ledger_batch_size_count") >= 1);
   BOOST_TEST(m.sum("tollgate_ledger_commit_seconds_count") >= 1);
+  // One wait per balance change committed: the opening credit and 3 charges.
+  BOOST_TEST(m.sum("tollgate_ledger_wait_seconds_count") == 4);
+  BOOST_TEST(m.sum("tollgate_ledger_batch_size_sum") == 4);
   BOOST_TEST(m.sum("tollgate_actors", {{"kind", "user"}}) >= 1);
   for (const char* family :
        {"tollgate_requests_total", "tollgate_errors_total", "tollgate_tokens_total",
@@ -231,7 +234,8 @@ BOOST_AUTO_TEST_CASE(metrics_match_calls) {
         "tollgate_time_to_first_token_seconds", "tollgate_overhead_seconds",
         "tollgate_upstream_calls_in_flight", "tollgate_breaker_state",
         "tollgate_upstream_retries_total", "tollgate_rate_limited_total",
-        "tollgate_ledger_batch_size", "tollgate_ledger_commit_seconds", "tollgate_actors"})
+        "tollgate_ledger_batch_size", "tollgate_ledger_commit_seconds",
+        "tollgate_ledger_wait_seconds", "tollgate_actors"})
     BOOST_TEST(m.types.count(family) == 1u, family << " has no TYPE");
   BOOST_TEST(m.types["tollgate_requests_total"] == "counter");
   BOOST_TEST(m.types["tollgate_breaker_state"] == "gauge");
