@@ -54,8 +54,8 @@ std::unique_ptr<soci::session> database::open() const {
   return sql;
 }
 
-bool idle_session_ended(soci::session& sql) {
-  if (sql.get_backend() == nullptr || sql.get_backend_name() != "postgresql")
+bool database::idle_session_ended(soci::session& sql) const {
+  if (is_sqlite() || sql.get_backend() == nullptr)
     return false;
   auto* pg = static_cast<soci::postgresql_session_backend*>(sql.get_backend());
   if (pg->conn_ == nullptr || PQstatus(pg->conn_) != CONNECTION_OK)

@@ -28,17 +28,17 @@ public:
   std::string_view backend_name() const noexcept;
   const config::database_url& url() const noexcept { return url_; }
 
+  /// Whether the server has ended `sql`, a session of this store, while it sat idle between
+  /// jobs. On PostgreSQL an idle session has nothing to read unless the server has hung up
+  /// (an administrator's pg_terminate_backend, a restart) or is about to; nothing of the
+  /// next job has been sent, so its owner can open a new session and run the job there.
+  /// Costs one poll(2), no round trip. Always false on SQLite, without a look at `sql`.
+  bool idle_session_ended(soci::session& sql) const;
+
 private:
   config::database_url url_;
   std::string application_name_;
 };
-
-/// Whether the server has ended `sql` while it sat idle between jobs. On PostgreSQL an idle
-/// session has nothing to read unless the server has hung up (an administrator's
-/// pg_terminate_backend, a restart) or is about to; nothing of the next job has been sent,
-/// so its owner can open a new session and run the job there. Costs one poll(2), no round
-/// trip. Always false on SQLite.
-bool idle_session_ended(soci::session& sql);
 
 /// Prepares `sql` on a statement whose parameters and results were already given to it
 /// (`exchange`, in their order in `sql`); the statement can then be executed, and kept to run

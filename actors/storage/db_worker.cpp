@@ -25,7 +25,7 @@ caf::behavior db_worker(caf::stateful_actor<db_worker_state>* self,
           // A session the server ended while it sat idle is reopened before the job, so
           // that no call fails on it (the server was restarted, or a node taking over a
           // shard ended this node's sessions).
-          if (st.session && storage::idle_session_ended(*st.session))
+          if (st.session && st.db->idle_session_ended(*st.session))
             close_session(st);
           if (!st.session)
             st.session = st.db->open();
