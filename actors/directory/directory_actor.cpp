@@ -523,11 +523,10 @@ void route(self_ptr self, int32_t shard, caf::message msg, int hops, caf::respon
       }
       auto id = ++c.next_relay;
       auto finished = std::make_shared<bool>(false);
-      auto again = wait_then_again;
       c.relays[owner][id] = [=]() mutable {
         if (std::exchange(*finished, true))
           return;
-        again();
+        wait_then_again();
       };
       relay(it->second, msg, hops + 1, [=](caf::expected<caf::message> reply) mutable {
         if (auto node = self->state.cluster.relays.find(owner);
@@ -538,7 +537,7 @@ void route(self_ptr self, int32_t shard, caf::message msg, int hops, caf::respon
         if (reply)
           promise.deliver(std::move(*reply));
         else if (is_shard_moving(reply.error()) || is_receiver_gone(reply.error()))
-          again();
+          wait_then_again();
         else
           promise.deliver(reply.error());
       });

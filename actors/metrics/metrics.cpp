@@ -63,10 +63,15 @@ metric_value& metric_family::at(const label_values& labels) {
 }
 
 histogram_value& metric_family::histogram_at(const label_values& labels) {
+  if (labels.empty())
+    if (auto* h = unlabeled_.load(std::memory_order_acquire))
+      return *h;
   std::lock_guard<std::mutex> guard(mtx_);
   auto& slot = histograms_[labels];
   if (!slot)
     slot = std::make_unique<histogram_value>(bounds_.size() + 1);
+  if (labels.empty())
+    unlabeled_.store(slot.get(), std::memory_order_release);
   return *slot;
 }
 

@@ -55,6 +55,9 @@ private:
   mutable std::mutex mtx_;
   std::map<label_values, std::unique_ptr<metric_value>> values_;
   std::map<label_values, std::unique_ptr<histogram_value>> histograms_;
+  /// The series without labels, once made: observed per call or per change, found without
+  /// the lock and the map.
+  std::atomic<histogram_value*> unlabeled_{nullptr};
 };
 
 /// The gateway's metrics, declared in one list and exported in Prometheus text format.
