@@ -319,9 +319,9 @@ body_of[sqlite]=$body_gateway
 stream_body_of[sqlite]=$stream_gateway
 
 if ((use_pg)); then
-  log "starting a throwaway PostgreSQL (scripts/services.sh)"
+  log "starting a throwaway PostgreSQL (scripts/services.sh --durable)"
   services_dir="$work/services"
-  scripts/services.sh start "$services_dir" >"$work/services.log" 2>&1 ||
+  scripts/services.sh start --durable "$services_dir" >"$work/services.log" 2>&1 ||
     { cat "$work/services.log" >&2; die "scripts/services.sh start failed"; }
   # shellcheck source=/dev/null
   . "$services_dir/env"
@@ -1179,7 +1179,8 @@ One command: \`scripts/bench.sh\` (\`--quick\` for a one-minute smoke run, \`--n
 \`--keys N\`, \`--full\` for 1,000,000 keys, \`--peer portkey\`). It installs wrk
 (\`scripts/deps.sh --bench\`), builds Release (\`scripts/build.sh release\`), starts
 \`tollgate_mock_upstream --threads 2\` and tollgate on SQLite and on PostgreSQL
-(\`scripts/services.sh\`: fsync off) on free loopback ports, and creates through the admin
+(\`scripts/services.sh --durable\`: a commit returns once PostgreSQL has flushed its WAL,
+as SQLite's returns once its WAL is flushed) on free loopback ports, and creates through the admin
 API a user with 10^12 micro-credits and a key without limits. Every call through tollgate
 is authenticated, held, forwarded and charged with a durable ledger entry, as in production.
 Body: \`$body_gateway\` (model \`mock-1\` when direct). Arms run in rounds, interleaved, the

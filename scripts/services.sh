@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throwaway PostgreSQL 15 and Redis on loopback for tests and benchmarks.
 #
-#   scripts/services.sh start [DIR]   start both on free ports, data under DIR
+#   scripts/services.sh start [--durable] [DIR]
+#                                     start both on free ports, data under DIR
 #                                     (default: a new mktemp -d under /tmp);
 #                                     writes DIR/env and prints it
 #   scripts/services.sh stop DIR      stop both and remove DIR
@@ -14,7 +15,11 @@
 #
 # PostgreSQL refuses to run as root, so DIR/pg is owned by postgres and initdb/pg_ctl run
 # through runuser. DIR must be traversable by the postgres user (/tmp is; /root, /work
-# usually are not). Durability is off (fsync, synchronous_commit, full_page_writes).
+# usually are not). For tests, PostgreSQL's durability is off (fsync, synchronous_commit,
+# full_page_writes): a test needs the server's behaviour, not its flushes. --durable keeps
+# them on, as PostgreSQL does by default (a commit returns once its WAL is flushed): as in
+# production, and as benchmarks need, since a ledger on a server that does not flush is
+# not comparable with one that does.
 set -euo pipefail
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -91,6 +96,11 @@ start_failed() {
 }
 
 cmd_start() {
+  local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  if [[ "${1:-}" == --durable ]]; then
+    durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+    shift
+  fi
   local dir=${1:-}
   if [[ -z "$dir" ]]; then
     dir=$(mktemp -d /tmp/tollgate-svc.XXXXXX)
@@ -122,7 +132,7 @@ cmd_start() {
     -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 ||
     start_failed "$dir" initdb.log
   as_postgres "$PG_BIN/pg_ctl" start -w -t 60 -D "$dir/pg" -l "$dir/pg.log" \
-    -o "-p $pg_port -k $dir/pgsock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    -o "-p $pg_port -k $dir/pgsock -c listen_addresses=127.0.0.1 $durability -c max_connections=300" \
     >/dev/null ||
     start_failed "$dir" pg.log
 
