@@ -461,18 +461,20 @@ done
 # ---------------------------------------------------------------------------------------
 # 3. Streaming: time to first token and gaps between chunks.
 
-log "2b: latency at $light_rate req/s paced (light load, below saturation), ${rate_duration}s, 1 round"
-for arm in $(arm_order 0); do
-  f="$work/results/light.$arm.1"
-  mapfile -d '' headers < <(loadgen_headers "$arm")
-  run_loadgen "$f" rate --url "${url_of[$arm]}" --rate "$light_rate" --duration "$rate_duration" \
-    --warmup "$rate_warmup" --connections "$loadgen_connections" \
-    --max-connections "$loadgen_max_connections" --timeout 10 --max-errors 1000 \
-    "${headers[@]}" --body "${body_of[$arm]}"
-  record_errors light "$arm" "$f" errors
-  log "  $arm: p50 $(val "$f" latency_p50_us) us, p99 $(val "$f" latency_p99_us) us, $(val "$f" errors) errors"
+log "2b: latency at $light_rate req/s paced (light load, below saturation), ${rate_duration}s, $rounds round(s)"
+for ((r = 1; r <= rounds; r++)); do
+  for arm in $(arm_order "$r"); do
+    f="$work/results/light.$arm.$r"
+    mapfile -d '' headers < <(loadgen_headers "$arm")
+    run_loadgen "$f" rate --url "${url_of[$arm]}" --rate "$light_rate" --duration "$rate_duration" \
+      --warmup "$rate_warmup" --connections "$loadgen_connections" \
+      --max-connections "$loadgen_max_connections" --timeout 10 --max-errors 1000 \
+      "${headers[@]}" --body "${body_of[$arm]}"
+    record_errors light "$arm" "$f" errors
+    log "  round $r $arm: p50 $(val "$f" latency_p50_us) us, p99 $(val "$f" latency_p99_us) us, $(val "$f" errors) errors"
+  done
+  check_alive
 done
-check_alive
 
 log "3/5 streaming: $stream_rate streams/s, $stream_chunks chunks every $stream_interval_ms ms, ${stream_duration}s, $rounds round(s)"
 mock_settings "{\"latency_ms\":0,\"ttft_ms\":0,\"chunks\":$stream_chunks,\"interval_ms\":$stream_interval_ms}"
@@ -809,10 +811,10 @@ for arm in "${arms[@]}"; do
   lat999[$arm]=$(med rate "$arm" latency_p999_us)
   latmax[$arm]=$(med rate "$arm" latency_max_us)
   lat_err[$arm]=$(sum_rounds rate "$arm" errors)
-  light50[$arm]=$(val "$work/results/light.$arm.1" latency_p50_us)
-  light99[$arm]=$(val "$work/results/light.$arm.1" latency_p99_us)
-  light999[$arm]=$(val "$work/results/light.$arm.1" latency_p999_us)
-  light_err[$arm]=$(val "$work/results/light.$arm.1" errors)
+  light50[$arm]=$(med light "$arm" latency_p50_us)
+  light99[$arm]=$(med light "$arm" latency_p99_us)
+  light999[$arm]=$(med light "$arm" latency_p999_us)
+  light_err[$arm]=$(sum_rounds light "$arm" errors)
   tt50[$arm]=$(med stream "$arm" ttft_p50_us)
   tt99[$arm]=$(med stream "$arm" ttft_p99_us)
   tt999[$arm]=$(med stream "$arm" ttft_p999_us)
@@ -906,7 +908,7 @@ table=$(
   added_row "added p99, µs" "≤ 1,000 µs" lat99
   added_row "added p99.9, µs" "" lat999
   row "errors" "0" lat_err
-  echo "| **2b. latency at $(fmt $light_rate) req/s paced** (light load, 1 × ${rate_duration}s) |$(printf ' |%.0s' "${arms[@]}") |"
+  echo "| **2b. latency at $(fmt $light_rate) req/s paced** (light load, median of $rounds × ${rate_duration}s) |$(printf ' |%.0s' "${arms[@]}") |"
   row "p50, µs" "" light50 auto
   row "p99, µs" "" light99 auto
   row "p99.9, µs" "" light999 auto
@@ -1156,14 +1158,14 @@ EOF
 | test | arm | round | values |
 |---|---|---:|---|
 EOF
-  for t in wrk rate stream capacity; do
+  for t in wrk rate light stream capacity; do
     for arm in "${arms[@]}"; do
       for ((r = 1; r <= rounds; r++)); do
         f="$work/results/$t.$arm.$r"
         [[ -f "$f" ]] || continue
         case $t in
           wrk) v="$(val "$f" rps) req/s, p50 $(val "$f" p50_us) µs, p99 $(val "$f" p99_us) µs, errors $(val "$f" errors)" ;;
-          rate) v="p50 $(val "$f" latency_p50_us) µs, p99 $(val "$f" latency_p99_us) µs, p99.9 $(val "$f" latency_p999_us) µs, connections peak $(val "$f" peak_in_flight) in flight, errors $(val "$f" errors)" ;;
+          rate | light) v="p50 $(val "$f" latency_p50_us) µs, p99 $(val "$f" latency_p99_us) µs, p99.9 $(val "$f" latency_p999_us) µs, connections peak $(val "$f" peak_in_flight) in flight, errors $(val "$f" errors)" ;;
           stream) v="TTFT p50 $(val "$f" ttft_p50_us) µs / p99 $(val "$f" ttft_p99_us) µs, gap p50 $(val "$f" gap_p50_us) µs / p99 $(val "$f" gap_p99_us) µs, [DONE] tail p50 $(val "$f" tail_p50_us) µs, errors $(val "$f" errors)" ;;
           capacity) v="peak RSS $(awk -v k="$(val "$f" peak_rss_kb)" 'BEGIN { printf "%.1f", k / 1024 }') MB, $(val "$f" ok) ok, errors $(val "$f" errors)" ;;
         esac
