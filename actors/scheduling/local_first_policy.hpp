@@ -9,12 +9,12 @@
 #include <thread>
 
 #include <caf/actor_system.hpp>
-#include <caf/detail/double_ended_queue.hpp>
 #include <caf/policy/unprofiled.hpp>
 #include <caf/resumable.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
 #include <caf/scheduler/coordinator.hpp>
 
+#include "actors/scheduling/job_deque.hpp"
 #include "actors/thread_name.hpp"
 
 namespace tollgate {
@@ -68,7 +68,7 @@ public:
 class local_first_policy : public caf::policy::unprofiled {
 public:
   using job = caf::resumable*;
-  using local_queue = caf::detail::double_ended_queue<caf::resumable>;
+  using local_queue = job_deque<caf::resumable>;
 
   static constexpr std::size_t shared_first_every = 32;
   static constexpr std::chrono::milliseconds idle_sleep{10};
@@ -143,7 +143,7 @@ public:
         if (auto x = take_shared(c))
           return x;
       }
-      if (auto x = w.local.take_head())
+      if (auto x = w.local.take_front())
         return x;
       if (poll_loop(c))
         continue; // its handlers may have queued jobs here
@@ -169,7 +169,7 @@ public:
 
   template <class Worker, class UnaryFunction>
   void foreach_resumable(Worker* self, UnaryFunction f) {
-    while (auto x = d(self).local.take_head())
+    while (auto x = d(self).local.take_front())
       f(x);
   }
 
@@ -263,9 +263,9 @@ private:
     auto& local = d(self).local;
     bool busy = !local.empty();
     if (next)
-      local.prepend(x);
+      local.push_front(x);
     else
-      local.append(x);
+      local.push_back(x);
     if (busy)
       call_a_thief(self->parent());
   }
@@ -294,7 +294,7 @@ private:
       auto& victim = d(p->worker_by_id((self->id() + i) % n)).local;
       if (victim.empty())
         continue;
-      if (auto x = victim.take_tail())
+      if (auto x = victim.take_back())
         return x;
     }
     return nullptr;

@@ -147,6 +147,39 @@ BOOST_FIXTURE_TEST_CASE(a_busy_workers_own_queue_is_stolen, a_system) {
   BOOST_TEST(seen);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_burst_of_actors_woken_by_one_runs_on_both_workers, a_system) {
+  // One actor wakes 50,000 others in one handler (as the directory does when it answers a
+  // burst of passivations): they all queue on its worker, and the idle worker steals from
+  // that queue while the owner keeps adding to it.
+  constexpr int sinks = 50'000;
+  auto received = std::make_shared<std::atomic<int>>(0);
+  auto threads = std::make_shared<thread_log>();
+  std::vector<caf::actor> targets;
+  targets.reserve(sinks);
+  for (int i = 0; i < sinks; ++i)
+    targets.push_back(sys.spawn([=](caf::event_based_actor*) -> caf::behavior {
+      return {[=](int) {
+        threads->record();
+        received->fetch_add(1);
+      }};
+    }));
+  auto waker = sys.spawn([targets](caf::event_based_actor* me) -> caf::behavior {
+    return {[=](int n) {
+      for (const auto& t : targets)
+        me->send(t, n);
+      return true;
+    }};
+  });
+  bool sent = false;
+  self->request(waker, caf::infinite, 1).receive([&](bool x) { sent = x; }, [&](caf::error&) {});
+  BOOST_TEST_REQUIRE(sent);
+  auto until = std::chrono::steady_clock::now() + 60s;
+  while (received->load() < sinks && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(1ms);
+  BOOST_TEST(received->load() == sinks);
+  BOOST_TEST(threads->distinct() == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(every_message_from_many_threads_arrives) {
   constexpr int senders = 4;
   constexpr int per_sender = 20'000;
