@@ -290,7 +290,9 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
             .dump());
     then(storage::ledger_result{storage::apply_status::failed, {}, why});
   };
-  settlement owed{call.request_id, cost, std::move(usage)};
+  // Sent as a copy; kept here, shared by the handlers, in case it must go to another actor.
+  auto owed =
+      std::make_shared<const settlement>(settlement{call.request_id, cost, std::move(usage)});
   auto done = [=](storage::ledger_result& result) mutable {
     stop_awaiting_user(self);
     record_call(self->state, ctx, model, prompt, completion, -result.entry.amount, usage_status);
@@ -327,7 +329,7 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
     self->request(ctx->actors.directory, actor_timeout, resolve_user_atom_v, user_id)
         .then(
             [=](caf::actor& user) mutable {
-              self->request(user, answer_limit(user, actor_timeout), settle_atom_v, owed, true)
+              self->request(user, answer_limit(user, actor_timeout), settle_atom_v, *owed, true)
                   .then([=](storage::ledger_result& result) mutable { late_done(result); },
                         [=](caf::error& err) mutable { late_failed(err); });
             },
@@ -343,7 +345,7 @@ void settle(self_ptr self, const ctx_ptr& ctx, std::string status, Then then) {
       settle_late();
   });
   self->request(st.admitted.user, answer_limit(st.admitted.user, settle_timeout), settle_atom_v,
-                owed)
+                *owed)
       .then(
           [=](storage::ledger_result& result) mutable {
             if (std::exchange(*answered, true))

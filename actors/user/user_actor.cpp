@@ -53,30 +53,32 @@ void post_durably(self_ptr self, storage::ledger_post post, int attempts,
                   std::function<void(storage::ledger_result)> done) {
   post.shard = self->state.fence.shard;
   post.epoch = self->state.fence.epoch;
-  self->request(self->state.ledger, caf::infinite, post_atom_v, post)
+  // The message takes a copy; the handlers share the original, kept for a retry.
+  auto kept = std::make_shared<storage::ledger_post>(std::move(post));
+  self->request(self->state.ledger, caf::infinite, post_atom_v, *kept)
       .then(
           [=](storage::ledger_result& result) mutable {
             if (result.status == storage::apply_status::fenced) {
               // This node lost the user's shard: its view of the balance may be stale.
-              spdlog::warn("ledger refused {} for {}: {}", post.change.request_id,
+              spdlog::warn("ledger refused {} for {}: {}", kept->change.request_id,
                            self->state.user.id, result.error);
               done(std::move(result));
               end_user(self);
               return;
             }
             if (result.status == storage::apply_status::failed && attempts > 1) {
-              spdlog::warn("ledger commit failed for {}, retrying: {}", post.change.request_id,
+              spdlog::warn("ledger commit failed for {}, retrying: {}", kept->change.request_id,
                            result.error);
-              auto id = post.change.request_id;
-              self->state.busy().retries[id] = {std::move(post), attempts - 1, std::move(done)};
+              auto id = kept->change.request_id;
+              self->state.busy().retries[id] = {std::move(*kept), attempts - 1, std::move(done)};
               self->delayed_send(self, ledger_retry_delay, restart_atom_v, id);
               return;
             }
             done(std::move(result));
           },
           [=](caf::error& err) mutable {
-            done(
-                storage::ledger_result{storage::apply_status::failed, post.change, to_string(err)});
+            done(storage::ledger_result{storage::apply_status::failed, kept->change,
+                                        to_string(err)});
           });
 }
 
