@@ -1199,6 +1199,8 @@ order rotated each round; tables show the median over rounds.
    is to the last byte of the answer. The plot draws each round's whole distribution
    (\`tollgate_loadgen --curve\`), up to the percentile that still holds one request; the
    largest is in the table.
+   Section 2b runs the same at $(fmt $light_rate) req/s, below every gateway's saturation, so that
+   a gateway slower than the paced rate still shows its own latency.
 3. **Streaming**: the mock streams $stream_chunks chunks $stream_interval_ms ms apart;
    \`tollgate_loadgen rate --stream --rate $stream_rate\`. Time to first token = first byte of
    the body, from the due time; gap = between consecutive SSE events carrying content;
