@@ -443,38 +443,36 @@ done
 # ---------------------------------------------------------------------------------------
 # 2. Latency at a fixed rate (open loop).
 
-log "2/5 latency at $rate req/s paced (open loop), ${rate_duration}s + ${rate_warmup}s warmup, $rounds round(s)"
-for ((r = 1; r <= rounds; r++)); do
-  for arm in $(arm_order "$r"); do
-    f="$work/results/rate.$arm.$r"
-    mapfile -d '' headers < <(loadgen_headers "$arm")
-    run_loadgen "$f" rate --url "${url_of[$arm]}" --rate "$rate" --duration "$rate_duration" \
-      --warmup "$rate_warmup" --connections "$loadgen_connections" \
-      --max-connections "$loadgen_max_connections" --timeout 10 --max-errors 1000 \
-      --curve "$work/results/curve.$arm.$r" "${headers[@]}" --body "${body_of[$arm]}"
-    record_errors rate "$arm" "$f" errors
-    log "  round $r $arm: p50 $(val "$f" latency_p50_us) us, p99 $(val "$f" latency_p99_us) us, $(val "$f" errors) errors"
+paced_rounds() {
+  # paced_rounds KIND RATE [curve]: every round, every arm at RATE req/s (open loop), into
+  # results/KIND.ARM.ROUND; with "curve", each round's whole distribution for the plot too.
+  local kind=$1 at=$2 curve=${3:-} r arm f
+  local -a headers extra
+  for ((r = 1; r <= rounds; r++)); do
+    for arm in $(arm_order "$r"); do
+      f="$work/results/$kind.$arm.$r"
+      extra=()
+      [[ -n "$curve" ]] && extra=(--curve "$work/results/curve.$arm.$r")
+      mapfile -d '' headers < <(loadgen_headers "$arm")
+      run_loadgen "$f" rate --url "${url_of[$arm]}" --rate "$at" --duration "$rate_duration" \
+        --warmup "$rate_warmup" --connections "$loadgen_connections" \
+        --max-connections "$loadgen_max_connections" --timeout 10 --max-errors 1000 \
+        "${extra[@]}" "${headers[@]}" --body "${body_of[$arm]}"
+      record_errors "$kind" "$arm" "$f" errors
+      log "  round $r $arm: p50 $(val "$f" latency_p50_us) us, p99 $(val "$f" latency_p99_us) us, $(val "$f" errors) errors"
+    done
+    check_alive
   done
-  check_alive
-done
+}
+
+log "2/5 latency at $rate req/s paced (open loop), ${rate_duration}s + ${rate_warmup}s warmup, $rounds round(s)"
+paced_rounds rate "$rate" curve
+
+log "2b: latency at $light_rate req/s paced (light load, below saturation), ${rate_duration}s, $rounds round(s)"
+paced_rounds light "$light_rate"
 
 # ---------------------------------------------------------------------------------------
 # 3. Streaming: time to first token and gaps between chunks.
-
-log "2b: latency at $light_rate req/s paced (light load, below saturation), ${rate_duration}s, $rounds round(s)"
-for ((r = 1; r <= rounds; r++)); do
-  for arm in $(arm_order "$r"); do
-    f="$work/results/light.$arm.$r"
-    mapfile -d '' headers < <(loadgen_headers "$arm")
-    run_loadgen "$f" rate --url "${url_of[$arm]}" --rate "$light_rate" --duration "$rate_duration" \
-      --warmup "$rate_warmup" --connections "$loadgen_connections" \
-      --max-connections "$loadgen_max_connections" --timeout 10 --max-errors 1000 \
-      "${headers[@]}" --body "${body_of[$arm]}"
-    record_errors light "$arm" "$f" errors
-    log "  round $r $arm: p50 $(val "$f" latency_p50_us) us, p99 $(val "$f" latency_p99_us) us, $(val "$f" errors) errors"
-  done
-  check_alive
-done
 
 log "3/5 streaming: $stream_rate streams/s, $stream_chunks chunks every $stream_interval_ms ms, ${stream_duration}s, $rounds round(s)"
 mock_settings "{\"latency_ms\":0,\"ttft_ms\":0,\"chunks\":$stream_chunks,\"interval_ms\":$stream_interval_ms}"
