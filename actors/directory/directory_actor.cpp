@@ -96,14 +96,9 @@ void keep_windows(self_ptr self, const std::string& where, std::string windows,
   // per entry added, at most one entry per bucket on average: the sweep goes round faster
   // than the map grows.
   auto oldest = wall_ms() - windows_ttl_ms;
-  for (int n = 0; n < 2; ++n) {
-    auto bucket = st.kept_sweep_bucket++ % kept.bucket_count();
-    for (auto it = kept.begin(bucket); it != kept.end(bucket);) {
-      auto entry = it++;
-      if (entry->second.taken_at_ms < oldest)
-        kept.erase(kept.find(entry->first));
-    }
-  }
+  kept.sweep(
+      st.kept_sweep, 2, [&](const auto& entry) { return entry.second.taken_at_ms < oldest; },
+      [](auto&&) {});
 }
 
 /// The windows the last actor of a key or user left at `where` (in Redis, or in this
@@ -325,8 +320,7 @@ void forward_change(self_ptr self, caf::response_promise promise, const caf::act
   }
 }
 
-void forget_entry(self_ptr self,
-                  std::unordered_map<std::string, directory_state::key_entry>::iterator it) {
+void forget_entry(self_ptr self, decltype(directory_state::keys)::iterator it) {
   auto& st = self->state;
   if (--st.keys_per_user[it->second.user_id] <= 0)
     st.keys_per_user.erase(it->second.user_id);

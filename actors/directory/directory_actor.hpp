@@ -12,6 +12,7 @@
 
 #include "actors/directory/hibernation_store.hpp"
 #include "actors/directory/key_handles.hpp"
+#include "actors/directory/striped_map.hpp"
 #include "actors/limits/rate_limiter.hpp"
 #include "actors/messages.hpp"
 #include "actors/storage/db_worker.hpp"
@@ -74,9 +75,11 @@ struct directory_state {
     std::string user_id;
   };
 
-  std::unordered_map<std::string, caf::actor> users;  ///< By user id.
-  std::unordered_map<std::string, key_entry> keys;    ///< By key hash.
-  std::unordered_map<std::string, int> keys_per_user; ///< Live key actors per user.
+  // The maps that grow with the entities a node serves are striped, so that at a million
+  // entries none of them stalls the directory for a rehash of all (see striped_map).
+  striped_map<std::string, caf::actor> users;  ///< By user id.
+  striped_map<std::string, key_entry> keys;    ///< By key hash.
+  striped_map<std::string, int> keys_per_user; ///< Live key actors per user.
   /// Activations waiting for storage, by id: every asker gets the one actor.
   std::unordered_map<std::string, std::vector<waiter>> loading_users;
   std::unordered_map<std::string, std::vector<waiter>> loading_keys;
@@ -92,8 +95,8 @@ struct directory_state {
   caf::actor redis; ///< A redis_worker, or none: keeps key windows between activations.
   /// Without Redis (a single node): the windows of passivated keys, by key hash, until the
   /// key's next activation. Swept of day-old entries as it grows, a few buckets at a time.
-  std::unordered_map<std::string, rate_snapshot> kept_windows;
-  std::size_t kept_sweep_bucket = 0; ///< The next bucket of kept_windows to sweep.
+  striped_map<std::string, rate_snapshot> kept_windows;
+  striped_map<std::string, rate_snapshot>::cursor kept_sweep; ///< Where its next sweep starts.
   directory_routing cluster;
   /// This node's live key actors, published for the HTTP front end (may be null).
   key_handles_ptr handles;

@@ -4,9 +4,9 @@
 #include <cstddef>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <utility>
-#include <vector>
+
+#include "actors/directory/striped_map.hpp"
 
 namespace tollgate {
 
@@ -74,21 +74,11 @@ public:
   /// or skip some until the next round: no record is kept much past its time.
   template <class Out>
   std::size_t sweep(std::size_t budget, Out expired, clock::time_point now = clock::now()) {
-    std::vector<std::string> due;
-    auto buckets = records_.bucket_count();
-    if (cursor_ >= buckets)
-      cursor_ = 0;
-    for (std::size_t looked = 0; looked < budget && looked < buckets; ++looked) {
-      for (auto it = records_.begin(cursor_); it != records_.end(cursor_); ++it)
-        if (it->second.until <= now)
-          due.push_back(it->first);
-      if (++cursor_ == buckets)
-        cursor_ = 0;
-    }
-    for (const auto& id : due)
-      if (auto record = take(id))
-        expired(std::move(*record));
-    return due.size();
+    return records_.sweep(
+        cursor_, budget, [&](const auto& kept) { return kept.second.until <= now; },
+        [&](auto node) {
+          expired(restored(std::move(node.key()), std::move(node.mapped().record)));
+        });
   }
 
 private:
@@ -102,9 +92,10 @@ private:
     return record;
   }
 
-  std::unordered_map<std::string, entry> records_;
+  /// Striped: a million hibernated keys rehash a stripe at a time (see striped_map).
+  striped_map<std::string, entry> records_;
   clock::duration keep_;
-  std::size_t cursor_ = 0; ///< The bucket the next sweep starts from.
+  typename striped_map<std::string, entry>::cursor cursor_; ///< Where the next sweep starts.
 };
 
 } // namespace tollgate

