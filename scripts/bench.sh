@@ -948,6 +948,13 @@ h2_table=$(
   echo "| errors | $(fmt "$(val "$work/results/capacity-h2" errors)") |"
 )
 
+p999_max_ms() {
+  # "P99.9 / MAX" of a results file's latencies, in milliseconds ("-" for each absent).
+  local p m
+  p=$(val "$1" latency_p999_us) m=$(val "$1" latency_max_us)
+  echo "$(fmt "${p:+$(awk -v v="$p" 'BEGIN { print v / 1000 }')}" 1) / $(fmt "${m:+$(awk -v v="$m" 'BEGIN { print v / 1000 }')}" 1)"
+}
+
 scale_table=$(
   echo "| state (tollgate on SQLite, $(fmt "$keys") distinct keys, one user each) | measured | goal (issue 4) |"
   echo "|---|---:|---|"
@@ -958,6 +965,7 @@ scale_table=$(
   echo "| bytes per activated key + user (RssAnon) | $(fmt "$per_key_anon") | |"
   echo "| bytes per actor (VmRSS / 2) | $(fmt "$per_actor") | |"
   echo "| activation rate, keys/s (32 connections, closed loop) | $(fmt "$(val "$work/results/scale.hold" throughput)") | |"
+  echo "| activation latency p99.9 / slowest, ms | $(p999_max_ms "$work/results/scale.hold") | |"
   echo "| passivation run (idle_seconds $idle_seconds): RSS before | $(kb_mb "$idle_rss0") MB | |"
   echo "| passivation run: keys activated | $(fmt "$(val "$work/results/scale.idle" ok)") of $(fmt "$keys") | all |"
   echo "| passivation run: RSS right after the last activation | $(kb_mb "$idle_rss1") MB | |"
@@ -967,6 +975,7 @@ scale_table=$(
   echo "| still resident per key + user after passivation, bytes | $(fmt "$passivated_left") | |"
   echo "| passivation run: RSS after $(fmt "$keys") more, fresh keys | $(kb_mb_or "$idle_rss3") | |"
   echo "| growth per fresh key + user once the first set was passivated, bytes | $(fmt "$reuse_growth") | ≈ 0 if passivated memory is reused |"
+  echo "| passivation run: fresh keys' activation latency p99.9 / slowest, ms | $(p999_max_ms "$work/results/scale.idle2") | |"
   echo "| passivation run: RSS once those were passivated too | $(kb_mb_or "$idle_rss4") | |"
   echo "| passivation run: live key / user actors then | ${idle_actors4:-n/a} | 0 0 |"
   echo "| passivation run: peak RSS | $(kb_mb "$idle_hwm") MB | |"
