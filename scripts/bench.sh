@@ -1232,7 +1232,9 @@ order rotated each round; tables show the median over rounds.
 5. **State**: $(fmt "$keys") users (with accounts) and keys are inserted straight into a
    migrated SQLite database (\`tollgate_loadgen keys-db\`: key = \`tg-live-\` + 48 hex,
    key_hash = SHA-256), then each key is activated by one \`GET /v1/me\` (32 connections,
-   closed loop), which spawns its key actor and its user's actor. RSS is VmRSS once it
+   closed loop), which spawns its key actor and its user's actor. The activations' p99.9
+   and slowest answer show any pause of the gateway while its tables of keys and users
+   grow. RSS is VmRSS once it
    stops moving. The first pass runs with \`actors.idle_seconds\` of a day (nothing is
    passivated); a second gateway process on the same database runs with
    \`idle_seconds: $idle_seconds\` and is sampled once GET /metrics shows no live key or
