@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -17,8 +18,8 @@ namespace tollgate {
 /// that grows on its own. A `std::unordered_map` doubles its buckets in one go and relinks
 /// every entry when it does: at a million entries that stalls its owner for 100–200 ms, and
 /// the directory's maps, which grow together, doubled at the same moment. A stripe holds
-/// a `Stripes`th of the entries, so one rehash moves a `Stripes`th of them, and the stripes'
-/// rehashes fall at different moments, spread by the stripes' small differences in size.
+/// a `Stripes`th of the entries, so one rehash moves a `Stripes`th of them, and each stripe
+/// has a load factor of its own, so that their rehashes fall at different moments.
 ///
 /// The interface is the part of `std::unordered_map`'s that the directory uses, with forward
 /// iterators over all stripes; iterators stay valid across inserts and erases of other
@@ -103,6 +104,16 @@ public:
 
   using iterator = basic_iterator<false>;
   using const_iterator = basic_iterator<true>;
+
+  /// Stripe i doubles its buckets at a load of 2^(i / Stripes), between 1 and 2 entries per
+  /// bucket: stripes of about the same size would otherwise all reach their doubling points
+  /// within a few thousand inserts of each other, and their rehashes would run back to back.
+  /// Spread over the whole doubling, about one stripe rehashes per Stripes-th of the growth.
+  striped_map() {
+    for (std::size_t i = 0; i < Stripes; ++i)
+      stripes_[i].max_load_factor(
+          static_cast<float>(std::exp2(static_cast<double>(i) / static_cast<double>(Stripes))));
+  }
 
   /// Where a sweep of the map goes on: a stripe and a bucket of it.
   struct cursor {

@@ -105,6 +105,32 @@ BOOST_AUTO_TEST_CASE(keys_spread_evenly_over_the_stripes) {
       BOOST_TEST(map::stripe_of(key) == s);
 }
 
+BOOST_AUTO_TEST_CASE(the_stripes_rehash_at_different_moments) {
+  // Stripes of about the same size would all double within a few thousand inserts of each
+  // other; with their load factors spread over one doubling, their rehashes spread over it.
+  map m;
+  std::vector<int> rehashed_at; // insert numbers at which a stripe doubled its buckets
+  for (int i = 0; i < 400'000; ++i) {
+    auto key = key_of(i);
+    auto& part = m.stripe(map::stripe_of(key));
+    auto before = part.bucket_count();
+    m.emplace(key, i);
+    if (part.bucket_count() != before && i >= 100'000)
+      rehashed_at.push_back(i);
+  }
+  // From 100,000 to 400,000 entries each stripe doubles about twice.
+  BOOST_TEST(rehashed_at.size() >= 64u);
+  std::size_t most = 0; // the most rehashes within any 2,000 inserts
+  for (std::size_t a = 0, b = 0; b < rehashed_at.size(); ++b) {
+    while (rehashed_at[b] - rehashed_at[a] >= 2000)
+      ++a;
+    most = std::max(most, b - a + 1);
+  }
+  BOOST_TEST_MESSAGE("rehashes: " << rehashed_at.size() << ", at most " << most
+                                  << " within 2,000 inserts");
+  BOOST_TEST(most <= 10u); // 23 when every stripe doubles at the same load
+}
+
 BOOST_AUTO_TEST_CASE(sweeps_in_slices_go_round_the_whole_map) {
   map m;
   for (int i = 0; i < 10'000; ++i)
