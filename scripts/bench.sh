@@ -952,7 +952,7 @@ p999_max_ms() {
   # "P99.9 / MAX" of a results file's latencies, in milliseconds ("-" for each absent).
   local p m
   p=$(val "$1" latency_p999_us) m=$(val "$1" latency_max_us)
-  echo "$(fmt "${p:+$(awk -v v="$p" 'BEGIN { print v / 1000 }')}" 1) / $(fmt "${m:+$(awk -v v="$m" 'BEGIN { print v / 1000 }')}" 1)"
+  echo "$(fmt "$(div "$p" 1000)" 1) / $(fmt "$(div "$m" 1000)" 1)"
 }
 
 scale_table=$(
