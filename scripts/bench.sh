@@ -422,6 +422,12 @@ run_loadgen() {
     echo "errors_loadgen_failed=1" >>"$outfile"
 }
 
+cpu_ticks() {
+  # cpu_ticks NAME: user + system CPU of a started process so far, in clock ticks.
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/${pid_of[$1]}/stat" 2>/dev/null || echo 0
+}
+clock_ticks=$(getconf CLK_TCK)
+
 log "1/5 throughput: wrk -t$wrk_threads -c$wrk_connections -d${wrk_duration}s, $rounds round(s)"
 mock_settings '{"latency_ms":0,"ttft_ms":0,"chunks":4,"interval_ms":0}'
 for ((r = 1; r <= rounds; r++)); do
@@ -429,11 +435,28 @@ for ((r = 1; r <= rounds; r++)); do
     f="$work/results/wrk.$arm.$r"
     extra=()
     [[ $arm == portkey ]] && extra=(-H "x-portkey-provider: openai" -H "x-portkey-custom-host: $mock_url/v1")
-    BENCH_BODY=${body_of[$arm]} BENCH_AUTH=${auth_of[$arm]:-} \
-      wrk -t"$wrk_threads" -c"$wrk_connections" -d"${wrk_duration}s" --timeout 5s "${extra[@]}" \
-      -s "$root/scripts/bench/chat.lua" "${url_of[$arm]}" >"$f.raw" 2>&1 || true
+    # Where the two cores go: the CPU of the gateway, the mock and wrk over the run.
+    mock_before=$(cpu_ticks mock)
+    gw_before=0
+    [[ $arm != direct ]] && gw_before=$(cpu_ticks "$arm")
+    wrk_cpu=$(
+      TIMEFORMAT='%U %S'
+      { time BENCH_BODY=${body_of[$arm]} BENCH_AUTH=${auth_of[$arm]:-} \
+        wrk -t"$wrk_threads" -c"$wrk_connections" -d"${wrk_duration}s" --timeout 5s "${extra[@]}" \
+        -s "$root/scripts/bench/chat.lua" "${url_of[$arm]}" >"$f.raw" 2>&1 || true; } 2>&1
+    )
     grep '^bench_' "$f.raw" | sed 's/^bench_//' >"$f" || true
     [[ -s "$f" ]] || echo "errors=1" >"$f"
+    mock_used=$(($(cpu_ticks mock) - mock_before))
+    gw_used=""
+    [[ $arm != direct ]] && gw_used=$(($(cpu_ticks "$arm") - gw_before))
+    calls=$(val "$f" requests)
+    awk -v n="$calls" -v hz="$clock_ticks" -v w="$wrk_cpu" -v m="$mock_used" \
+      -v g="$gw_used" 'BEGIN {
+        if (n + 0 == 0) exit
+        split(w, t, " ")
+        printf "cpu_mock_us=%.1f\ncpu_wrk_us=%.1f\n", m * 1e6 / hz / n, (t[1] + t[2]) * 1e6 / n
+        if (g != "") printf "cpu_gateway_us=%.1f\n", g * 1e6 / hz / n }' >>"$f"
     record_errors wrk "$arm" "$f" errors
     log "  round $r $arm: $(val "$f" rps) req/s, $(val "$f" errors) errors"
   done
@@ -761,9 +784,10 @@ fi
 # Aggregate.
 
 med() {
-  # med TEST ARM KEY: the median over rounds.
+  # med TEST ARM KEY: the median over rounds ("" if no round has KEY).
   local t=$1 arm=$2 k=$3 r
-  for ((r = 1; r <= rounds; r++)); do val "$work/results/$t.$arm.$r" "$k"; done | grep -v '^$' | median
+  for ((r = 1; r <= rounds; r++)); do val "$work/results/$t.$arm.$r" "$k"; done |
+    { grep -v '^$' || true; } | median
 }
 sum_rounds() {
   local t=$1 arm=$2 k=$3 r s=0 v
@@ -795,7 +819,7 @@ meets() {
   awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN { ok = (op == "<=") ? v <= l : v >= l; print ok ? "met" : "not met" }'
 }
 
-declare -A rps=() wrk_err=() wrk_p50=() wrk_p99=()
+declare -A rps=() wrk_err=() wrk_p50=() wrk_p99=() cpu_gw=() cpu_mock=() cpu_wrk=()
 declare -A lat50=() lat99=() lat999=() latmax=() lat_err=()
 declare -A light50=() light99=() light999=() light_err=()
 declare -A tt50=() tt99=() tt999=() gap50=() gap99=() gap999=() tail50=() tail99=() st_err=()
@@ -804,6 +828,9 @@ for arm in "${arms[@]}"; do
   wrk_err[$arm]=$(sum_rounds wrk "$arm" errors)
   wrk_p50[$arm]=$(med wrk "$arm" p50_us)
   wrk_p99[$arm]=$(med wrk "$arm" p99_us)
+  cpu_gw[$arm]=$(med wrk "$arm" cpu_gateway_us)
+  cpu_mock[$arm]=$(med wrk "$arm" cpu_mock_us)
+  cpu_wrk[$arm]=$(med wrk "$arm" cpu_wrk_us)
   lat50[$arm]=$(med rate "$arm" latency_p50_us)
   lat99[$arm]=$(med rate "$arm" latency_p99_us)
   lat999[$arm]=$(med rate "$arm" latency_p999_us)
@@ -897,6 +924,9 @@ table=$(
   row "errors (non-2xx + socket)" "0" wrk_err
   row "closed-loop latency p50, µs (wrk)" "" wrk_p50
   row "closed-loop latency p99, µs (wrk)" "" wrk_p99
+  row "CPU per call: the gateway's process, µs" "" cpu_gw auto
+  row "CPU per call: the mock, µs" "" cpu_mock auto
+  row "CPU per call: wrk, µs" "" cpu_wrk auto
   echo "| **2. latency at $(fmt $rate) req/s paced** (open loop, median of $rounds × ${rate_duration}s) |$(printf ' |%.0s' "${arms[@]}") |"
   row "p50, µs" "" lat50 auto
   row "p99, µs" "" lat99 auto
@@ -1171,7 +1201,9 @@ EOF
         f="$work/results/$t.$arm.$r"
         [[ -f "$f" ]] || continue
         case $t in
-          wrk) v="$(val "$f" rps) req/s, p50 $(val "$f" p50_us) µs, p99 $(val "$f" p99_us) µs, errors $(val "$f" errors)" ;;
+          wrk)
+            gw_cpu=$(val "$f" cpu_gateway_us)
+            v="$(val "$f" rps) req/s, p50 $(val "$f" p50_us) µs, p99 $(val "$f" p99_us) µs, CPU per call:${gw_cpu:+ gateway $gw_cpu µs,} mock $(val "$f" cpu_mock_us) µs, wrk $(val "$f" cpu_wrk_us) µs, errors $(val "$f" errors)" ;;
           rate | light) v="p50 $(val "$f" latency_p50_us) µs, p99 $(val "$f" latency_p99_us) µs, p99.9 $(val "$f" latency_p999_us) µs, connections peak $(val "$f" peak_in_flight) in flight, errors $(val "$f" errors)" ;;
           stream) v="TTFT p50 $(val "$f" ttft_p50_us) µs / p99 $(val "$f" ttft_p99_us) µs, gap p50 $(val "$f" gap_p50_us) µs / p99 $(val "$f" gap_p99_us) µs, [DONE] tail p50 $(val "$f" tail_p50_us) µs, errors $(val "$f" errors)" ;;
           capacity) v="peak RSS $(awk -v k="$(val "$f" peak_rss_kb)" 'BEGIN { printf "%.1f", k / 1024 }') MB, $(val "$f" ok) ok, errors $(val "$f" errors)" ;;
@@ -1197,7 +1229,12 @@ order rotated each round; tables show the median over rounds.
 
 1. **Throughput**: \`wrk -t$wrk_threads -c$wrk_connections -d${wrk_duration}s -s scripts/bench/chat.lua URL\`,
    closed loop. The Lua script counts answers that are not 2xx; errors = those + socket
-   errors + timeouts.
+   errors + timeouts. CPU per call is each process's user + system time over the run
+   (\`/proc/PID/stat\` before and after; wrk's from the shell's \`time\`) divided by the
+   calls answered: the gateway, the mock and wrk share the same $(nproc) cores, so at
+   20,000 calls/s the three together have $(awk -v c="$(nproc)" 'BEGIN { printf "%.0f", c * 1e6 / 20000 }') µs per call. For PostgreSQL
+   and Portkey the gateway's process is the one started here (PostgreSQL's own server
+   processes are not counted).
 2. **Latency at a fixed rate**: \`tollgate_loadgen rate --rate $rate --duration $rate_duration --warmup $rate_warmup\`
    (\`tests/support/loadgen.cpp\`), open loop on keep-alive connections ($loadgen_connections
    opened up front, up to $loadgen_max_connections when all are busy): request *i* is due at
