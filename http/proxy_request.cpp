@@ -6,6 +6,7 @@
 
 #include "actors/metrics/metrics.hpp"
 #include "http/consumer_auth.hpp"
+#include "schemas/answer_reading.hpp"
 #include "schemas/chat.hpp"
 #include "schemas/pricing.hpp"
 
@@ -106,31 +107,17 @@ std::string upstream_body(context& ctx, const route_plan& route, const hold_gran
   return body.dump();
 }
 
-/// Reads a "usage" object into the state.
-void take_usage(proxy_request_state& st, const json& usage) {
-  if (!usage.is_object())
-    return;
-  if (usage.contains("prompt_tokens") && usage["prompt_tokens"].is_number_integer())
-    st.prompt_tokens = usage["prompt_tokens"].get<int64_t>();
-  if (usage.contains("completion_tokens") && usage["completion_tokens"].is_number_integer())
-    st.completion_tokens = usage["completion_tokens"].get<int64_t>();
-  else if (st.prompt_tokens >= 0)
-    st.completion_tokens = 0; // embeddings report prompt tokens only
-}
-
-/// Counts the generated text of a choice (or a delta) for calls whose usage is not reported.
-int64_t generated_bytes(const json& choice) {
-  int64_t bytes = 0;
-  for (const char* part : {"message", "delta"}) {
-    auto it = choice.find(part);
-    if (it == choice.end() || !it->is_object())
-      continue;
-    if (auto c = it->find("content"); c != it->end() && c->is_string())
-      bytes += static_cast<int64_t>(c->get_ref<const std::string&>().size());
-    if (auto t = it->find("tool_calls"); t != it->end())
-      bytes += static_cast<int64_t>(t->dump().size());
+/// Meters what an answer (or a stream's event) says: its usage, else its generated text.
+void take_reading(proxy_request_state& st, const schemas::answer_reading& r) {
+  if (r.has_usage) {
+    if (r.prompt_tokens)
+      st.prompt_tokens = *r.prompt_tokens;
+    if (r.completion_tokens)
+      st.completion_tokens = *r.completion_tokens;
+    else if (st.prompt_tokens >= 0)
+      st.completion_tokens = 0; // embeddings report prompt tokens only
   }
-  return bytes;
+  st.counted_completion_bytes += r.generated_bytes;
 }
 
 /// Until `stop_awaiting_user`, `if_gone` runs if the admitted user actor ends before it
@@ -424,21 +411,15 @@ void on_event(self_ptr self, const ctx_ptr& ctx, const schemas::sse_event& event
     st.upstream_done_seen = true; // sent by us once the charge is durable
     return;
   }
-  auto doc = json::parse(event.data, nullptr, false);
-  if (!doc.is_object()) {
+  auto reading = schemas::read_answer(event.data);
+  if (!reading.object) {
     st.stream_error = "the upstream sent a malformed event";
     if (st.transfer_known)
       cancel_transfer(self, ctx);
     return;
   }
-  bool usage_only = false;
-  if (auto usage = doc.find("usage"); usage != doc.end() && usage->is_object()) {
-    take_usage(st, *usage);
-    usage_only = !doc.contains("choices") || (doc["choices"].is_array() && doc["choices"].empty());
-  }
-  if (auto choices = doc.find("choices"); choices != doc.end() && choices->is_array())
-    for (const auto& c : *choices)
-      st.counted_completion_bytes += generated_bytes(c);
+  take_reading(st, reading);
+  const bool usage_only = reading.has_usage && (!reading.has_choices || reading.choices_empty);
   // tollgate asked for the usage chunk; the caller sees it only if it asked too.
   if (usage_only && !ctx->call.include_usage)
     return;
@@ -564,8 +545,8 @@ void finish_stream(self_ptr self, const ctx_ptr& ctx, transfer_result result) {
 void finish_buffered(self_ptr self, const ctx_ptr& ctx, transfer_result result) {
   auto& st = self->state;
   bool ok = result.curl_code == 0 && result.http_status >= 200 && result.http_status < 300;
-  auto doc = ok ? json::parse(result.body, nullptr, false) : json();
-  if (ok && !doc.is_object()) {
+  auto reading = ok ? schemas::read_answer(result.body) : schemas::answer_reading{};
+  if (ok && !reading.object) {
     ok = false;
     result.http_status = 502;
     result.body =
@@ -579,13 +560,9 @@ void finish_buffered(self_ptr self, const ctx_ptr& ctx, transfer_result result) 
   }
   st.first_token_at = std::chrono::steady_clock::now();
   report_attempt(self, ctx, true, true, 0, "ok");
-  if (auto usage = doc.find("usage"); usage != doc.end())
-    take_usage(st, *usage);
+  take_reading(st, reading);
   if (st.prompt_tokens < 0)
     st.prompt_tokens = ctx->call.prompt_tokens;
-  if (auto choices = doc.find("choices"); choices != doc.end() && choices->is_array())
-    for (const auto& c : *choices)
-      st.counted_completion_bytes += generated_bytes(c);
   settle(self, ctx, "ok", [=, body = std::move(result.body)](storage::ledger_result r) mutable {
     if (!is_durable(r)) {
       // No answer without its charge: the call ends unbilled and unanswered.

@@ -28,7 +28,7 @@ packages=(cmake ninja-build g++ ccache pkg-config)
 # standalone asio (its CMake target needs <asio.hpp> and links fmt::fmt + http_parser).
 packages+=(libcaf-dev librestinio-dev libasio-dev libfmt-dev libhttp-parser-dev
   nlohmann-json3-dev libsoci-dev libsqlite3-dev libpq-dev libhiredis-dev
-  libcurl4-openssl-dev libssl-dev libspdlog-dev libboost-test-dev libjemalloc-dev)
+  libcurl4-openssl-dev libssl-dev libspdlog-dev libboost-test-dev libjemalloc-dev libsimdjson-dev)
 # Runtime tools. ca-certificates: libcurl needs the CA bundle to verify HTTPS upstreams
 # (it is only a Recommends of libcurl4, so --no-install-recommends would skip it).
 packages+=(curl ca-certificates)
