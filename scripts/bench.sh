@@ -1070,7 +1070,9 @@ tollgate_version=$("$bin/tollgate" --version 2>/dev/null | head -n1)
 wrk_version=$( (wrk -v 2>&1 || true) | head -n1)
 gcc_version=$(gcc --version 2>/dev/null | head -n1)
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?")
-dirty=$(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+# What was built and run: changes under docs/ (this report among them) do not count.
+dirty=$(git -C "$root" status --porcelain -- . ':!docs' 2>/dev/null | grep -q . &&
+  echo " (with uncommitted changes outside docs/)" || true)
 
 echo
 echo "$table"
