@@ -98,6 +98,15 @@ void check_batches_commit_together(const storage::database& db) {
   storage::ledger_repository ledger(*sql);
   for (const auto& id : {a.id, b.id})
     BOOST_TEST(*ledger.balance(id) == ledger.sum(id));
+  // What each commit answered is the entry stored (ids and balances of distinct rows, an
+  // audit row written between two of them).
+  for (std::size_t i : {0u, 1u, 4u}) {
+    auto stored = ledger.find_by_request(posts[i].change.request_id);
+    BOOST_REQUIRE(stored);
+    BOOST_TEST(stored->id == results[i].entry.id);
+    BOOST_TEST(stored->balance_after == results[i].entry.balance_after);
+  }
+  BOOST_TEST(results[4].entry.id > results[1].entry.id);
   auto audit = storage::audit_repository(*sql).list(10, 0, b.id);
   BOOST_REQUIRE_EQUAL(audit.size(), 1u);
   BOOST_TEST(audit[0].after_json.find("\"balance_after\":300") != std::string::npos);
