@@ -6,6 +6,8 @@ namespace tollgate::storage {
 
 namespace {
 
+constexpr const char* select_balance = "SELECT balance FROM accounts WHERE user_id = :u";
+
 constexpr const char* select_entry =
     "SELECT id, user_id, request_id, kind, amount, balance_after, reason, actor, created_at "
     "FROM ledger_entries ";
@@ -61,8 +63,8 @@ struct ledger_repository::prepared {
                                "WHERE user_id = :u AND balance + :a2 >= :f",
                 soci::use(change.amount), soci::use(change.created_at), soci::use(change.user_id),
                 soci::use(change.amount), soci::use(floor)))
-      , updated_balance((sql.prepare << "SELECT balance FROM accounts WHERE user_id = :u",
-                         soci::use(change.user_id), soci::into(balance_after)))
+      , current_balance(
+            (sql.prepare << select_balance, soci::use(change.user_id), soci::into(balance_after)))
       , insert((sql.prepare << "INSERT INTO ledger_entries (user_id, request_id, kind, amount, "
                                "balance_after, reason, actor, created_at) VALUES (:u, :r, :k, :a, "
                                ":b, :reason, :actor, :t)",
@@ -104,6 +106,12 @@ struct ledger_repository::prepared {
     st.exchange(soci::into(prior));
   }
 
+  /// The change moved nothing: the user's balance does not allow it, or there is no account.
+  apply_outcome refused() {
+    return {run_to_end(current_balance) ? apply_status::insufficient : apply_status::no_account,
+            change};
+  }
+
   schemas::ledger_entry change; ///< The change being applied (bound by `use`).
   int64_t floor = 0;
   schemas::ledger_entry earlier; ///< An entry found by request id.
@@ -112,7 +120,7 @@ struct ledger_repository::prepared {
   int64_t prior = 0; ///< Entries with the change's request id (0 or 1).
   soci::statement find;
   soci::statement update;
-  soci::statement updated_balance;
+  soci::statement current_balance; ///< Of the change's user, into `balance_after`.
   soci::statement insert;
   storage::usage_record usage; ///< The usage row written with the change (bound by `use`).
   /// PostgreSQL only: the find, the update and the insert in one statement, one round trip
@@ -157,19 +165,16 @@ apply_outcome ledger_repository::apply(const schemas::ledger_entry& change, int6
     }
     if (p.prior > 0 && run_to_end(p.find))
       return {apply_status::replayed, p.earlier};
-    auto current = balance(change.user_id);
-    return {current ? apply_status::insufficient : apply_status::no_account, change};
+    return p.refused();
   }
   // SQLite: the writer's transaction holds the database, so the balance read back is the
   // one the update left.
   if (run_to_end(p.find))
     return {apply_status::replayed, p.earlier};
   p.update.execute(true);
-  if (p.update.get_affected_rows() != 1) {
-    auto current = balance(change.user_id);
-    return {current ? apply_status::insufficient : apply_status::no_account, change};
-  }
-  run_to_end(p.updated_balance);
+  if (p.update.get_affected_rows() != 1)
+    return p.refused();
+  run_to_end(p.current_balance);
   p.insert.execute(true);
   long long id = 0;
   sql_.get_last_insert_id("ledger_entries", id);
@@ -220,8 +225,7 @@ int64_t ledger_repository::sum(const std::string& user_id) {
 std::optional<int64_t> ledger_repository::balance(const std::string& user_id) {
   int64_t value = 0;
   soci::indicator ind = soci::i_ok;
-  sql_ << "SELECT balance FROM accounts WHERE user_id = :u", soci::use(user_id),
-      soci::into(value, ind);
+  sql_ << select_balance, soci::use(user_id), soci::into(value, ind);
   if (!sql_.got_data())
     return std::nullopt;
   return value;
