@@ -533,6 +533,16 @@ sample_loop() {
   done
 }
 
+keep_median_round() {
+  # keep_median_round ROUNDS ERRORS OUTFILE: of ROUNDS ("PEAK_KB RESULTS_FILE" lines), the
+  # round with the median peak stands for the arm: its results go to OUTFILE with ERRORS
+  # (every round's) as its errors, and its peak is printed.
+  local middle
+  middle=$(printf '%s' "$1" | sort -n | awk -v n="$rounds" 'NR == int((n + 1) / 2)')
+  { grep -v '^errors=' "${middle#* }"; echo "errors=$2"; } >"$3"
+  echo "${middle%% *}"
+}
+
 log "4/5 capacity: $capacity concurrent streams, mock holds each ${capacity_ttft_ms} ms before streaming"
 mock_settings "{\"latency_ms\":0,\"ttft_ms\":$capacity_ttft_ms,\"chunks\":$stream_chunks,\"interval_ms\":$stream_interval_ms}"
 capacity_arms=()
@@ -570,10 +580,8 @@ done
 done
 for arm in "${capacity_arms[@]}"; do
   # The median round (by peak RSS) stands for the arm, with the errors of all rounds.
-  middle=$(printf '%s' "${rss_rounds[$arm]}" | sort -n | awk -v n="$rounds" 'NR == int((n + 1) / 2)')
-  rss_peak[$arm]=${middle%% *}
-  { grep -v '^errors=' "${middle#* }"; echo "errors=${cap_errors_total[$arm]}"; } \
-    >"$work/results/capacity.$arm"
+  rss_peak[$arm]=$(keep_median_round "${rss_rounds[$arm]}" "${cap_errors_total[$arm]}" \
+    "$work/results/capacity.$arm")
 done
 mock_settings '{"latency_ms":0,"ttft_ms":0,"chunks":4,"interval_ms":0}'
 
@@ -653,10 +661,8 @@ for ((round = 1; round <= rounds; round++)); do
   check_alive
   sleep 1
 done
-middle=$(printf '%s' "$h2_rounds" | sort -n | awk -v n="$rounds" 'NR == int((n + 1) / 2)')
-{ grep -v '^errors=' "${middle#* }"; echo "errors=$h2_errors_total"; } >"$work/results/capacity-h2"
 f="$work/results/capacity-h2"
-h2_rss=$(val "$f" peak_rss_kb)
+h2_rss=$(keep_median_round "$h2_rounds" "$h2_errors_total" "$f")
 h2_upstream_peak=$(val "$f" upstream_peak_in_flight)
 h2_connections=$(val "$f" upstream_connections)
 h2_each=$(printf '%s' "$h2_rounds" | awk 'NF { printf "%s%.1f", (n++ ? " / " : ""), $1 / 1024 }')
