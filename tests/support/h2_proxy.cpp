@@ -56,24 +56,26 @@ std::string h2_proxy::base_url() const {
   return "https://127.0.0.1:" + std::to_string(tls_port_) + "/v1";
 }
 
-std::size_t h2_proxy::client_connections() const {
+std::vector<unsigned> h2_proxy::client_ports() const {
   // Lines: "sl local_address rem_address st ...", addresses as HEXIP:HEXPORT; st 01 is
   // ESTABLISHED. The proxy's end of an accepted connection has the TLS port as its local port.
   std::ifstream table{"/proc/net/tcp"};
   std::string line;
   std::getline(table, line); // the header
-  std::size_t count = 0;
+  std::vector<unsigned> ports;
   while (std::getline(table, line)) {
     std::istringstream fields{line};
     std::string slot, local, remote, state;
     fields >> slot >> local >> remote >> state;
     auto colon = local.find(':');
-    if (colon == std::string::npos || state != "01")
+    auto remote_colon = remote.find(':');
+    if (colon == std::string::npos || remote_colon == std::string::npos || state != "01")
       continue;
     if (std::stoul(local.substr(colon + 1), nullptr, 16) == tls_port_)
-      ++count;
+      ports.push_back(
+          static_cast<unsigned>(std::stoul(remote.substr(remote_colon + 1), nullptr, 16)));
   }
-  return count;
+  return ports;
 }
 
 } // namespace tollgate::test

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace tollgate::test {
 
@@ -32,7 +33,9 @@ public:
   const std::filesystem::path& ca_file() const { return certificates_.ca; }
 
   /// TCP connections accepted on the TLS port and not yet closed, from /proc/net/tcp.
-  std::size_t client_connections() const;
+  std::size_t client_connections() const { return client_ports().size(); }
+  /// The client's port of each of them.
+  std::vector<unsigned> client_ports() const;
 
   std::filesystem::path log_path() const { return work_dir_.path() / "nghttpx.log"; }
 
