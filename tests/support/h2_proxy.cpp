@@ -56,13 +56,13 @@ std::string h2_proxy::base_url() const {
   return "https://127.0.0.1:" + std::to_string(tls_port_) + "/v1";
 }
 
-std::vector<unsigned> h2_proxy::client_ports() const {
+std::set<unsigned> h2_proxy::client_ports() const {
   // Lines: "sl local_address rem_address st ...", addresses as HEXIP:HEXPORT; st 01 is
   // ESTABLISHED. The proxy's end of an accepted connection has the TLS port as its local port.
   std::ifstream table{"/proc/net/tcp"};
   std::string line;
   std::getline(table, line); // the header
-  std::vector<unsigned> ports;
+  std::set<unsigned> ports;
   while (std::getline(table, line)) {
     std::istringstream fields{line};
     std::string slot, local, remote, state;
@@ -72,8 +72,7 @@ std::vector<unsigned> h2_proxy::client_ports() const {
     if (colon == std::string::npos || remote_colon == std::string::npos || state != "01")
       continue;
     if (std::stoul(local.substr(colon + 1), nullptr, 16) == tls_port_)
-      ports.push_back(
-          static_cast<unsigned>(std::stoul(remote.substr(remote_colon + 1), nullptr, 16)));
+      ports.insert(static_cast<unsigned>(std::stoul(remote.substr(remote_colon + 1), nullptr, 16)));
   }
   return ports;
 }

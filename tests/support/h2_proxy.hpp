@@ -7,8 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <string>
-#include <vector>
 
 namespace tollgate::test {
 
@@ -34,8 +34,9 @@ public:
 
   /// TCP connections accepted on the TLS port and not yet closed, from /proc/net/tcp.
   std::size_t client_connections() const { return client_ports().size(); }
-  /// The client's port of each of them.
-  std::vector<unsigned> client_ports() const;
+  /// The client's port of each of them, each once: the kernel writes /proc/net/tcp a page per
+  /// read, so a socket can be listed twice while connections open and close around it.
+  std::set<unsigned> client_ports() const;
 
   std::filesystem::path log_path() const { return work_dir_.path() / "nghttpx.log"; }
 
