@@ -63,7 +63,7 @@ void quiet_clock::take(actor_lookup_map::iterator i, removed_events& out) {
 }
 
 template <class Event>
-void quiet_clock::add(time_point t, std::unique_ptr<Event> x) {
+void quiet_clock::add(time_point t, std::unique_ptr<Event> x, caf::actor_id owner) {
   removed_events replaced;
   bool wake = false;
   {
@@ -72,23 +72,15 @@ void quiet_clock::add(time_point t, std::unique_ptr<Event> x) {
       return; // `x` is destroyed after the guard
     if constexpr (std::is_same_v<Event, ordinary_timeout>) {
       // An actor has one ordinary timeout of each type: a new one replaces the old.
-      auto old = lookup(x->self->id(), [match = ordinary_of_type(x->type)](const auto& kv) {
+      auto old = lookup(owner, [match = ordinary_of_type(x->type)](const auto& kv) {
         return match(*kv.second->second);
       });
       if (old != actor_lookup_.end())
         take(old, replaced);
     }
-    auto aid = [&] {
-      if constexpr (Event::cancellable)
-        return x->self->id();
-      else
-        return caf::actor_id{0};
-    }();
     auto i = schedule_.emplace(t, std::move(x));
-    if constexpr (Event::cancellable)
-      i->second->backlink = actor_lookup_.emplace(aid, i);
-    else
-      i->second->backlink = actor_lookup_.end();
+    i->second->backlink =
+        owner != caf::invalid_actor_id ? actor_lookup_.emplace(owner, i) : actor_lookup_.end();
     wake = t < sleeps_until_;
   }
   if (wake)
@@ -109,16 +101,16 @@ void quiet_clock::remove(caf::actor_id aid, Match match) {
 
 void quiet_clock::set_ordinary_timeout(time_point t, caf::abstract_actor* self,
                                        caf::atom_value type, uint64_t id) {
-  add(t, std::make_unique<ordinary_timeout>(t, self->ctrl(), type, id));
+  add(t, std::make_unique<ordinary_timeout>(t, self->ctrl(), type, id), self->id());
 }
 
 void quiet_clock::set_request_timeout(time_point t, caf::abstract_actor* self, caf::message_id id) {
-  add(t, std::make_unique<request_timeout>(t, self->ctrl(), id));
+  add(t, std::make_unique<request_timeout>(t, self->ctrl(), id), self->id());
 }
 
 void quiet_clock::set_multi_timeout(time_point t, caf::abstract_actor* self, caf::atom_value type,
                                     uint64_t id) {
-  add(t, std::make_unique<multi_timeout>(t, self->ctrl(), type, id));
+  add(t, std::make_unique<multi_timeout>(t, self->ctrl(), type, id), self->id());
 }
 
 void quiet_clock::cancel_ordinary_timeout(caf::abstract_actor* self, caf::atom_value type) {
@@ -132,17 +124,24 @@ void quiet_clock::cancel_request_timeout(caf::abstract_actor* self, caf::message
 }
 
 void quiet_clock::cancel_timeouts(caf::abstract_actor* self) {
+  // Called as the actor ends: its timeouts, and the messages it sent itself for later.
   remove(self->id(), [](const delayed_event&) { return true; });
 }
 
 void quiet_clock::schedule_message(time_point t, caf::strong_actor_ptr receiver,
                                    caf::mailbox_element_ptr content) {
-  add(t, std::make_unique<actor_msg>(t, std::move(receiver), std::move(content)));
+  // A message an actor sends itself for later (a timer) is filed under the actor, so that its
+  // end drops it: it would only be dropped on arrival, and until then it keeps the ended actor
+  // in memory. A request is left to arrive, to be answered with an error.
+  auto owner = content->mid.is_async() && content->sender == receiver ? receiver->id()
+                                                                      : caf::invalid_actor_id;
+  add(t, std::make_unique<actor_msg>(t, std::move(receiver), std::move(content)), owner);
 }
 
 void quiet_clock::schedule_message(time_point t, caf::group target, caf::strong_actor_ptr sender,
                                    caf::message content) {
-  add(t, std::make_unique<group_msg>(t, std::move(target), std::move(sender), std::move(content)));
+  add(t, std::make_unique<group_msg>(t, std::move(target), std::move(sender), std::move(content)),
+      caf::invalid_actor_id);
 }
 
 void quiet_clock::cancel_all() {

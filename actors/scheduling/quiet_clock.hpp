@@ -17,7 +17,9 @@ namespace tollgate {
 /// ends, since CAF cancels an actor's timeouts when it ends, whether it had any or not. A call
 /// ends at least one actor, so that thread woke once per call. Here the caller makes the
 /// change itself under a mutex; a cancellation never wakes the thread (a deadline that was
-/// cancelled wakes it at most once, for nothing).
+/// cancelled wakes it at most once, for nothing). An actor's end also drops the messages it
+/// sent itself for later (`delayed_send(self, ...)`), which would otherwise keep the ended
+/// actor in memory until they come due.
 ///
 /// Derived from CAF's thread-safe clock only because `coordinator::clock()` returns that type;
 /// none of that class's own state is used.
@@ -57,9 +59,10 @@ private:
   /// an event may hold the last reference to an actor, whose end cancels its timeouts here.
   using removed_events = std::vector<unique_delayed_event_ptr>;
 
-  /// Adds `x` to the schedule; wakes the thread if `x` comes due before it would wake.
+  /// Adds `x` to the schedule, filed under actor `owner` (if valid) so that the owner's
+  /// cancellations find it; wakes the thread if `x` comes due before it would wake.
   template <class Event>
-  void add(time_point t, std::unique_ptr<Event> x);
+  void add(time_point t, std::unique_ptr<Event> x, caf::actor_id owner);
   /// Removes the entries of actor `aid` that `match`.
   template <class Match>
   void remove(caf::actor_id aid, Match match);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -60,6 +61,14 @@ caf::behavior waits_an_hour(caf::event_based_actor* self,
   self->attach_functor([ended] { ended->store(true); });
   self->delayed_send(self, an_hour, 1);
   return {[](int) {}};
+}
+
+/// Sends itself a message for an hour from now, and `target` one for 100 ms from now; answers
+/// an int with itself, and ends when told (a string).
+caf::behavior sets_timers_then_quits(caf::event_based_actor* self, caf::actor target) {
+  self->delayed_send(self, an_hour, 1);
+  self->delayed_send(target, 100ms, 7);
+  return {[](int n) { return n; }, [=](const std::string&) { self->quit(); }};
 }
 
 /// Whether `holds` comes true within 10 s. (An actor cancels its timeouts after it tells those
@@ -158,6 +167,27 @@ BOOST_FIXTURE_TEST_CASE(dropping_a_timeout_that_holds_the_last_reference_ends_th
   clock.cancel_all();
   BOOST_TEST(eventually([&] { return ended->load(); }));
   BOOST_TEST(clock.pending() == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(an_ending_actor_drops_what_it_sent_itself_and_not_what_it_sent_others,
+                        a_system) {
+  // A stream's request actor sends itself a keep-alive tick; when the call ends before the tick
+  // comes due, the tick must not keep the ended actor (a few KB each) until then.
+  auto before = clock.pending();
+  auto timers = sys.spawn(sets_timers_then_quits, caf::actor{self});
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(timers);
+  self->request(timers, caf::infinite, 0).receive([](int) {}, [](caf::error&) {});
+  BOOST_TEST(clock.pending() == before + 2);
+  self->send(timers, std::string{"quit"});
+  self->wait_for(timers);
+  timers = nullptr;
+  // The message to the scoped actor outlives its sender (and refers to it until received).
+  int got = 0;
+  self->receive([&](int n) { got = n; }, caf::after(10s) >> [] {});
+  BOOST_TEST(got == 7);
+  BOOST_TEST(eventually([&] { return weak.lock() == nullptr; }),
+             "the ended actor is still referenced");
+  BOOST_TEST(clock.pending() == before);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
