@@ -4,6 +4,7 @@
 #include "http/gateway.hpp"
 
 #ifdef TOLLGATE_JEMALLOC
+#include "http/allocator_stats.hpp"
 #include "http/curl_memory.hpp"
 
 /// jemalloc's settings, read at start (MALLOC_CONF adds to and overrides them). A background
@@ -32,6 +33,9 @@ int main(int argc, char** argv) {
     if (!http::keep_curl_buffers_apart())
       std::fputs("tollgate: jemalloc gave no arena for libcurl's buffers; they share the "
                  "others\n",
+                 stderr);
+    if (!http::publish_allocator_stats())
+      std::fputs("tollgate: jemalloc keeps no statistics; tollgate_allocator_bytes stays empty\n",
                  stderr);
 #endif
     return http::run_gateway(cmd.config, [argc, argv] {

@@ -1,5 +1,7 @@
 #include "actors/metrics/metrics.hpp"
 
+#include "actors/metrics/process_metrics.hpp"
+
 #include <cmath>
 #include <cstdio>
 
@@ -166,15 +168,32 @@ gateway_metrics::gateway_metrics()
     , activations("tollgate_activations_total",
                   "User and key actors started, by where their state came from: storage, or "
                   "the record they left when they hibernated.",
-                  metric_family::kind::counter, {"kind", "from"}) {}
+                  metric_family::kind::counter, {"kind", "from"})
+    , allocator("tollgate_allocator_bytes",
+                "The memory allocator's bytes, read when scraped (jemalloc builds): allocated "
+                "to the gateway, in active pages, resident, mapped, its own metadata, and "
+                "retained (address space kept, not resident).",
+                metric_family::kind::gauge, {"state"}) {}
 
-std::string gateway_metrics::render() const {
+void gateway_metrics::on_scrape(std::function<void()> refresh) {
+  std::lock_guard<std::mutex> guard(scrape_mtx_);
+  refreshers_.push_back(std::move(refresh));
+}
+
+std::string gateway_metrics::render() {
+  {
+    std::lock_guard<std::mutex> guard(scrape_mtx_);
+    for (const auto& refresh : refreshers_)
+      refresh();
+  }
   std::string out;
   for (const auto* f :
-       {&requests, &errors, &tokens, &credits_charged, &duration, &ttft, &overhead, &in_flight,
-        &curl_buffers, &upstream_nudges, &breaker_state, &retries, &rate_limited, &ledger_batch,
-        &ledger_commit, &ledger_wait, &actors, &hibernated, &activations})
+       {&requests,      &errors,   &tokens,       &credits_charged, &duration,
+        &ttft,          &overhead, &in_flight,    &curl_buffers,    &upstream_nudges,
+        &breaker_state, &retries,  &rate_limited, &ledger_batch,    &ledger_commit,
+        &ledger_wait,   &actors,   &hibernated,   &activations,     &allocator})
     f->render(out);
+  render_process_metrics(sample_this_process(), out);
   return out;
 }
 

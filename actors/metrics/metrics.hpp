@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -83,11 +84,20 @@ struct gateway_metrics {
   metric_family actors;          ///< tollgate_actors{kind}
   metric_family hibernated;      ///< tollgate_hibernated{kind}
   metric_family activations;     ///< tollgate_activations_total{kind,from}
+  metric_family allocator;       ///< tollgate_allocator_bytes{state}, set when scraped
 
-  /// All families as Prometheus text.
-  std::string render() const;
+  /// Runs `refresh` before each render, for figures read when scraped rather than kept up
+  /// to date (the allocator's).
+  void on_scrape(std::function<void()> refresh);
+
+  /// All families as Prometheus text, then the process's figures (process_*).
+  std::string render();
 
   static gateway_metrics& global();
+
+private:
+  std::mutex scrape_mtx_;
+  std::vector<std::function<void()>> refreshers_;
 };
 
 } // namespace tollgate

@@ -25,14 +25,15 @@ namespace {
 constexpr int64_t opening = 1'000'000;
 
 /// Checks what every exposition must satisfy: no format errors, HELP and TYPE for every
-/// family, counters named *_total, and histograms whose buckets are cumulative up to +Inf.
+/// family, the gateway's own families named tollgate_* beside the standard process_* ones,
+/// counters named *_total, and histograms whose buckets are cumulative up to +Inf.
 void check_exposition(const prometheus_text& m) {
   for (const auto& e : m.errors)
     BOOST_TEST(false, "/metrics: " << e);
   for (const auto& [family, type] : m.types) {
     BOOST_TEST_CONTEXT("family " << family) {
       BOOST_TEST(m.help.count(family) == 1u, "no HELP");
-      BOOST_TEST(family.starts_with("tollgate_"));
+      BOOST_TEST((family.starts_with("tollgate_") || family.starts_with("process_")));
       if (type == "counter")
         BOOST_TEST(family.ends_with("_total"));
     }
@@ -240,6 +241,31 @@ BOOST_AUTO_TEST_CASE(metrics_match_calls) {
   BOOST_TEST(m.types["tollgate_requests_total"] == "counter");
   BOOST_TEST(m.types["tollgate_breaker_state"] == "gauge");
   BOOST_TEST(m.types["tollgate_request_duration_seconds"] == "histogram");
+
+  // The process's own figures, under the names every Prometheus client library uses.
+  auto now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch());
+  auto started = m.value("process_start_time_seconds").value_or(0);
+  BOOST_TEST(started > now.count() - 3600);
+  BOOST_TEST(started <= now.count() + 5);
+  BOOST_TEST(m.value("process_cpu_seconds_total").value_or(0) > 0);
+  BOOST_TEST(m.value("process_resident_memory_bytes").value_or(0) > 1 << 20);
+  BOOST_TEST(m.value("process_virtual_memory_bytes").value_or(0) >=
+             m.value("process_resident_memory_bytes").value_or(1));
+  BOOST_TEST(m.value("process_open_fds").value_or(0) >= 3); // the listener, the database, ...
+  BOOST_TEST(m.value("process_max_fds").value_or(0) >= m.value("process_open_fds").value_or(1));
+  BOOST_TEST(m.types["process_cpu_seconds_total"] == "counter");
+  BOOST_TEST(m.types["process_resident_memory_bytes"] == "gauge");
+#ifdef TOLLGATE_JEMALLOC
+  // jemalloc's totals, read at the scrape: what the gateway holds fits in the pages that hold
+  // it, which fit in what is mapped.
+  auto allocated = m.value("tollgate_allocator_bytes", {{"state", "allocated"}}).value_or(0);
+  auto active = m.value("tollgate_allocator_bytes", {{"state", "active"}}).value_or(0);
+  auto mapped = m.value("tollgate_allocator_bytes", {{"state", "mapped"}}).value_or(0);
+  BOOST_TEST(allocated > 0);
+  BOOST_TEST(allocated <= active);
+  BOOST_TEST(active <= mapped);
+  BOOST_TEST(m.value("tollgate_allocator_bytes", {{"state", "resident"}}).value_or(0) > 0);
+#endif
 }
 
 // The parser itself rejects what Prometheus would.
