@@ -35,13 +35,13 @@ struct upstream_loop::transfer {
   bool got_bytes = false;
   /// curl holds an upload buffer for the request until the request is sent whole.
   bool holds_upload_buffer = false;
-  /// The deadline queued for this transfer; others of it still in the queue are stale.
-  std::chrono::steady_clock::time_point due;
+  /// Its entry in the loop's deadlines, while one is queued.
+  deadline_slot deadline;
   /// How long the transfer may be silent before it is nudged (upstream_loop::nudge_silent);
   /// zero: never (not over HTTP/2).
   std::chrono::milliseconds nudge_after{0};
-  /// When the nudge queued for this transfer is due; others of it in the queue are stale.
-  std::chrono::steady_clock::time_point nudge_due;
+  /// Its entry in the loop's nudges, while one is queued.
+  deadline_slot nudge;
   upstream_loop* loop = nullptr;
 
   ~transfer() {
@@ -355,6 +355,11 @@ upstream_loop::~upstream_loop() {
   close(epoll_fd_);
 }
 
+std::size_t upstream_loop::queued_checks() {
+  std::lock_guard<std::mutex> guard(driver_->turning);
+  return deadlines_.size() + nudges_.size();
+}
+
 std::shared_ptr<upstream_loop> upstream_loop::sibling(long max_host_connections) const {
   return std::make_shared<upstream_loop>(driver_->io, max_host_connections);
 }
@@ -500,6 +505,8 @@ void upstream_loop::finish(uint64_t id, int curl_code, bool cancelled, const cha
   if (node.empty())
     return;
   auto& t = node.mapped();
+  unqueue(deadlines_, &transfer::deadline, *t);
+  unqueue(nudges_, &transfer::nudge, *t);
   curl_multi_remove_handle(multi_, t->easy);
   long status = 0;
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -530,37 +537,49 @@ void upstream_loop::release_upload_buffers() {
   requests_sent_.clear();
 }
 
+void upstream_loop::queue_at(deadline_queue& queue, deadline_slot transfer::*slot, transfer& t,
+                             clock::time_point due) {
+  unqueue(queue, slot, t);
+  (t.*slot).at = queue.emplace(due, t.id);
+  (t.*slot).queued = true;
+}
+
+void upstream_loop::unqueue(deadline_queue& queue, deadline_slot transfer::*slot, transfer& t) {
+  if (!std::exchange((t.*slot).queued, false))
+    return;
+  queue.erase((t.*slot).at);
+}
+
 void upstream_loop::queue_deadline(transfer& t, clock::time_point due) {
-  t.due = due;
-  deadlines_.push({due, t.id});
+  queue_at(deadlines_, &transfer::deadline, t, due);
 }
 
 void upstream_loop::queue_nudge(transfer& t, clock::time_point due) {
-  t.nudge_due = due;
-  nudges_.push({due, t.id});
+  queue_at(nudges_, &transfer::nudge, t, due);
 }
 
 template <class Visit>
 upstream_loop::clock::duration upstream_loop::visit_due(deadline_queue& queue,
+                                                        deadline_slot transfer::*slot,
                                                         clock::duration longest, Visit visit) {
   auto now = clock::now();
-  while (!queue.empty() && queue.top().due <= now) {
-    auto entry = queue.top();
-    queue.pop();
-    auto it = transfers_.find(entry.id);
-    if (it != transfers_.end()) // else it ended meanwhile
-      visit(*it->second, entry.due, now);
+  while (!queue.empty() && queue.begin()->first <= now) {
+    auto it = transfers_.find(queue.begin()->second);
+    if (it == transfers_.end()) { // cannot be: an ending transfer takes its entries out
+      queue.erase(queue.begin());
+      continue;
+    }
+    unqueue(queue, slot, *it->second);
+    visit(*it->second, now);
   }
   if (queue.empty())
     return longest;
-  return std::min(longest, queue.top().due - now);
+  return std::min(longest, queue.begin()->first - now);
 }
 
 upstream_loop::clock::duration upstream_loop::expire_silent(clock::duration longest) {
   return visit_due(
-      deadlines_, longest, [this](transfer& t, clock::time_point due, clock::time_point now) {
-        if (t.due != due)
-          return; // a later deadline replaced this one
+      deadlines_, &transfer::deadline, longest, [this](transfer& t, clock::time_point now) {
         if (!t.got_bytes) {
           if (t.spec.first_byte_timeout.count() > 0)
             finish(t.id, CURLE_OPERATION_TIMEDOUT, false, "no first token within the timeout");
@@ -581,34 +600,31 @@ upstream_loop::clock::duration upstream_loop::expire_silent(clock::duration long
 }
 
 upstream_loop::clock::duration upstream_loop::nudge_silent(clock::duration longest) {
-  return visit_due(
-      nudges_, longest, [this](transfer& t, clock::time_point due, clock::time_point now) {
-        if (t.nudge_due != due)
-          return; // a later nudge replaced this one
-        if (now - t.last_data < t.nudge_after) {
-          queue_nudge(t, t.last_data + t.nudge_after); // not silent for long: look again then
-          return;
-        }
-        // Over a shared HTTP/2 connection libcurl 7.88 can lose track of a transfer: seen here,
-        // a buffered answer that had come whole while other answers and streams shared the
-        // connection, but whose transfer never ended; reported upstream, the end of a request
-        // body left in nghttp2's output once curl stops watching the socket for writing
-        // (curl/curl#11330, fixed in 8.1). Either waits for the total timeout. Changing the
-        // transfer's pause state sends the connection's pending frames (http2.c,
-        // http2_data_pause) and has curl run the transfer at once as if its socket were readable
-        // and writable, which ends one whose answer is complete; pausing its sending and resuming
-        // it straight away changes nothing else. Before the transfer has a connection it is
-        // refused and does nothing.
-        if (curl_easy_pause(t.easy, CURLPAUSE_SEND) == CURLE_OK) {
-          curl_easy_pause(t.easy, CURLPAUSE_CONT);
-          gateway_metrics::global().upstream_nudges.at().add();
-          spdlog::debug(
-              "upstream call {} silent for {} ms over HTTP/2: nudged", t.id,
-              std::chrono::duration_cast<std::chrono::milliseconds>(now - t.last_data).count());
-        }
-        t.nudge_after = std::min(t.nudge_after * 2, longest_nudge_interval);
-        queue_nudge(t, now + t.nudge_after);
-      });
+  return visit_due(nudges_, &transfer::nudge, longest, [this](transfer& t, clock::time_point now) {
+    if (now - t.last_data < t.nudge_after) {
+      queue_nudge(t, t.last_data + t.nudge_after); // not silent for long: look again then
+      return;
+    }
+    // Over a shared HTTP/2 connection libcurl 7.88 can lose track of a transfer: seen here,
+    // a buffered answer that had come whole while other answers and streams shared the
+    // connection, but whose transfer never ended; reported upstream, the end of a request
+    // body left in nghttp2's output once curl stops watching the socket for writing
+    // (curl/curl#11330, fixed in 8.1). Either waits for the total timeout. Changing the
+    // transfer's pause state sends the connection's pending frames (http2.c,
+    // http2_data_pause) and has curl run the transfer at once as if its socket were readable
+    // and writable, which ends one whose answer is complete; pausing its sending and resuming
+    // it straight away changes nothing else. Before the transfer has a connection it is
+    // refused and does nothing.
+    if (curl_easy_pause(t.easy, CURLPAUSE_SEND) == CURLE_OK) {
+      curl_easy_pause(t.easy, CURLPAUSE_CONT);
+      gateway_metrics::global().upstream_nudges.at().add();
+      spdlog::debug(
+          "upstream call {} silent for {} ms over HTTP/2: nudged", t.id,
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - t.last_data).count());
+    }
+    t.nudge_after = std::min(t.nudge_after * 2, longest_nudge_interval);
+    queue_nudge(t, now + t.nudge_after);
+  });
 }
 
 void upstream_loop::dispatch(const epoll_event* events, int ready) {

@@ -4,9 +4,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <queue>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -104,6 +104,8 @@ public:
   void cancel(uint64_t id);
   /// Transfers in flight.
   std::size_t active() const noexcept { return active_.load(); }
+  /// Deadlines and nudges queued, taken in the loop's turn (tests: never from a callback).
+  std::size_t queued_checks();
 
   /// When `t` must next have made progress (replacing its earlier deadline). Only where the
   /// loop turns: the transfer's callbacks call it when its answer begins.
@@ -127,14 +129,16 @@ private:
   };
 
   using clock = std::chrono::steady_clock;
-  /// When a transfer must have made progress: checked again when due, since data may have
-  /// come meanwhile (then the next deadline is queued instead).
-  struct deadline {
-    clock::time_point due;
-    uint64_t id;
-    bool operator>(const deadline& other) const { return due > other.due; }
+  /// When each transfer must have made progress (or be nudged), by transfer id: checked again
+  /// when due, since data may have come meanwhile (then the next time is queued instead). A
+  /// transfer has at most one entry in each queue, taken out when it ends, so the queues hold
+  /// only transfers in flight.
+  using deadline_queue = std::multimap<clock::time_point, uint64_t>;
+  /// A transfer's entry in one of the queues, if it has one.
+  struct deadline_slot {
+    deadline_queue::iterator at;
+    bool queued = false;
   };
-  using deadline_queue = std::priority_queue<deadline, std::vector<deadline>, std::greater<>>;
 
   /// Queues a command, and turns the loop unless another thread turns it.
   void submit(command cmd);
@@ -154,11 +158,16 @@ private:
   void finish(uint64_t id, int curl_code, bool cancelled, const char* why = nullptr);
   /// Frees the upload buffers of the transfers whose request curl has sent whole.
   void release_upload_buffers();
-  /// Pops the entries of `queue` that are due and hands each whose transfer is still in
-  /// flight to `visit(transfer&, due, now)`; the time until the next entry is due (at most
-  /// `longest`).
+  /// Puts `t` in `queue` at `due`, in place of its entry there (held in `t.*slot`).
+  void queue_at(deadline_queue& queue, deadline_slot transfer::*slot, transfer& t,
+                clock::time_point due);
+  /// Takes `t`'s entry (held in `t.*slot`) out of `queue`, if it has one.
+  void unqueue(deadline_queue& queue, deadline_slot transfer::*slot, transfer& t);
+  /// Takes the entries of `queue` that are due out of it and hands each transfer to
+  /// `visit(transfer&, now)`; the time until the next entry is due (at most `longest`).
   template <class Visit>
-  clock::duration visit_due(deadline_queue& queue, clock::duration longest, Visit visit);
+  clock::duration visit_due(deadline_queue& queue, deadline_slot transfer::*slot,
+                            clock::duration longest, Visit visit);
   /// Times out the transfers that are silent past their deadline; the time until the next
   /// deadline is due (at most `longest`).
   clock::duration expire_silent(clock::duration longest);

@@ -120,6 +120,32 @@ BOOST_FIXTURE_TEST_CASE(transfers_end_on_the_actor_workers, on_workers) {
   BOOST_TEST(loop->active() == 0u);
 }
 
+BOOST_FIXTURE_TEST_CASE(transfers_that_end_take_their_deadlines_along, on_workers) {
+  // Each transfer queues a check of its first byte (a minute ahead by default) and, once a
+  // stream's answer begins, of its silence. A call that ends long before them must not leave
+  // them queued: under load that was a minute of calls, about 700,000 entries at 12,000
+  // calls/s.
+  std::vector<std::future<ending>> endings;
+  for (int i = 0; i < 20; ++i) {
+    auto spec = chat(mock, i % 2 == 1);
+    spec.first_byte_timeout = 60s;
+    spec.idle_timeout = 120s;
+    endings.push_back(collect(spec));
+    loop->start(std::move(spec));
+  }
+  auto silent = chat(mock, false, {"x-mock-latency-ms: 5000"});
+  silent.first_byte_timeout = 60s;
+  auto still_waiting = collect(silent);
+  auto waiting_id = loop->start(std::move(silent));
+  for (auto& e : endings)
+    BOOST_TEST(wait(e).result.curl_code == CURLE_OK);
+  BOOST_TEST(loop->queued_checks() == 1u); // the call still waiting for its answer
+  loop->cancel(waiting_id);
+  auto waited = wait(still_waiting);
+  BOOST_TEST(waited.result.cancelled, waited.result.error << " " << waited.result.http_status);
+  BOOST_TEST(loop->queued_checks() == 0u);
+}
+
 BOOST_FIXTURE_TEST_CASE(a_transfer_started_by_an_actor_ends_on_a_worker, on_workers) {
   auto spec = chat(mock, false);
   auto ended = collect(spec);
