@@ -3,6 +3,7 @@
 #include "actors/cluster/shard_map.hpp"
 #include "actors/key/key_actor.hpp"
 #include "actors/metrics/metrics.hpp"
+#include "actors/request_timeouts.hpp"
 #include "actors/user/user_actor.hpp"
 #include "storage/keys_repository.hpp"
 #include "storage/users_repository.hpp"
@@ -479,8 +480,15 @@ template <class Reply>
 relay_action relay_for(self_ptr self) {
   return [self](const caf::actor& remote, caf::message call, int hops, relay_done done) {
     self->request(remote, relay_timeout, relay_atom_v, hops, std::move(call))
-        .then([done](Reply& reply) { done(caf::make_message(std::move(reply))); },
-              [done](caf::error& err) { done(err); });
+        .then(
+            [self, done](Reply& reply) {
+              forget_request_timeout(self);
+              done(caf::make_message(std::move(reply)));
+            },
+            [self, done](caf::error& err) {
+              forget_request_timeout(self);
+              done(err);
+            });
   };
 }
 

@@ -1,6 +1,7 @@
 #include "actors/key/key_actor.hpp"
 
 #include "actors/metrics/metrics.hpp"
+#include "actors/request_timeouts.hpp"
 #include "storage/database.hpp"
 
 namespace tollgate {
@@ -35,6 +36,7 @@ caf::result<T> with_user(self_ptr self, bool stale, Fn answer) {
   self->request(st.directory, resolve_timeout, resolve_user_atom_v, st.key.user_id)
       .then(
           [=](caf::actor& user) mutable {
+            forget_request_timeout(self);
             auto& now = self->state;
             now.waiting.take(id); // answered below, through the typed promise
             if (user != now.user) {
@@ -50,6 +52,7 @@ caf::result<T> with_user(self_ptr self, bool stale, Fn answer) {
               promise.deliver(answered.error());
           },
           [=](caf::error& err) mutable {
+            forget_request_timeout(self);
             self->state.waiting.take(id);
             promise.deliver(err);
           });

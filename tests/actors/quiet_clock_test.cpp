@@ -10,6 +10,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/request_timeouts.hpp"
 #include "actors/scheduling/quiet_clock.hpp"
 #include "tests/support/two_workers.hpp"
 
@@ -69,6 +70,23 @@ caf::behavior sets_timers_then_quits(caf::event_based_actor* self, caf::actor ta
   self->delayed_send(self, an_hour, 1);
   self->delayed_send(target, 100ms, 7);
   return {[](int n) { return n; }, [=](const std::string&) { self->quit(); }};
+}
+
+/// Passes each int on to `target` with an hour's timeout and answers with its answer; takes
+/// the timeout off the clock when the answer comes if `forget` is set.
+caf::behavior asks_with_a_timeout(caf::event_based_actor* self, caf::actor target, bool forget) {
+  return {[=](int n) -> caf::result<int> {
+    auto promise = self->make_response_promise<int>();
+    self->request(target, an_hour, n)
+        .then(
+            [=](int m) mutable {
+              if (forget)
+                tollgate::forget_request_timeout(self);
+              promise.deliver(m);
+            },
+            [=](caf::error& err) mutable { promise.deliver(err); });
+    return promise;
+  }};
 }
 
 /// Whether `holds` comes true within 10 s. (An actor cancels its timeouts after it tells those
@@ -188,6 +206,27 @@ BOOST_FIXTURE_TEST_CASE(an_ending_actor_drops_what_it_sent_itself_and_not_what_i
   BOOST_TEST(eventually([&] { return weak.lock() == nullptr; }),
              "the ended actor is still referenced");
   BOOST_TEST(clock.pending() == before);
+}
+
+BOOST_FIXTURE_TEST_CASE(an_answered_request_leaves_its_timeout_unless_forgotten, a_system) {
+  // CAF 0.17 keeps a request's timeout on the clock after the answer came, until it is due: a
+  // long-lived actor that asks with a timeout (the directory relaying calls to other nodes)
+  // would pile up one per request. forget_request_timeout takes it off.
+  auto before = clock.pending();
+  auto answers = sys.spawn(echo);
+  for (bool forget : {false, true}) {
+    auto asker = sys.spawn(asks_with_a_timeout, answers, forget);
+    for (int i = 1; i <= 5; ++i) {
+      int got = 0;
+      self->request(asker, caf::infinite, i).receive([&](int n) { got = n; }, [](caf::error&) {});
+      BOOST_TEST(got == i);
+    }
+    BOOST_TEST(clock.pending() == before + (forget ? 0u : 5u), (forget ? "forgotten" : "kept"));
+    self->send_exit(asker, caf::exit_reason::user_shutdown);
+    self->wait_for(asker);
+    BOOST_TEST(eventually([&] { return clock.pending() == before; })); // its end takes them
+  }
+  self->send_exit(answers, caf::exit_reason::user_shutdown);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
