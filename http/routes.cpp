@@ -1,6 +1,5 @@
 #include "http/routes.hpp"
 
-#include <charconv>
 #include <csignal>
 #include <functional>
 #include <map>
@@ -18,6 +17,7 @@
 #include "schemas/admin_requests.hpp"
 #include "schemas/chat.hpp"
 #include "schemas/key_format.hpp"
+#include "schemas/numbers.hpp"
 #include "storage/database.hpp"
 
 namespace tollgate::http {
@@ -82,15 +82,13 @@ schemas::result<int64_t> query_int(const restinio::query_string_params_t& qp, st
                                    int64_t fallback, int64_t low, int64_t high) {
   if (!qp.has(name))
     return fallback;
-  auto text = qp[name];
-  int64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value < low || value > high)
+  auto value = schemas::parse_number<int64_t>(qp[name]);
+  if (!value || *value < low || *value > high)
     return schemas::invalid_request("query parameter '" + std::string(name) +
                                         "' must be an integer from " + std::to_string(low) +
                                         " to " + std::to_string(high),
                                     std::string(name));
-  return value;
+  return *value;
 }
 
 schemas::result<page_query> page_of(const request_handle& req) {
@@ -206,10 +204,9 @@ proxy_call proxy_call_of(const call& c, std::string path, nlohmann::json body, s
         std::pair{"x-tollgate-timeout-idle-ms", &pc.idle_timeout_ms},
         std::pair{"x-tollgate-timeout-ms", &pc.total_timeout_ms}}) {
     if (auto value = c.req->header().opt_value_of(header)) {
-      int64_t ms = 0;
-      auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), ms);
-      if (ec == std::errc() && end == value->data() + value->size() && ms > 0)
-        *slot = ms;
+      auto ms = schemas::parse_number<int64_t>(*value);
+      if (ms && *ms > 0)
+        *slot = *ms;
     }
   }
   pc.received = std::chrono::steady_clock::now();

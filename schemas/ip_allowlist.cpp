@@ -1,8 +1,9 @@
 #include "schemas/ip_allowlist.hpp"
 
 #include <arpa/inet.h>
-#include <charconv>
 #include <cstring>
+
+#include "schemas/numbers.hpp"
 
 namespace tollgate::schemas {
 
@@ -35,11 +36,10 @@ std::optional<ip_block> ip_block::parse(std::string_view text) {
   unsigned max_bits = is_v4 ? 32 : 128;
   unsigned bits = max_bits;
   if (slash != std::string_view::npos) {
-    auto digits = text.substr(slash + 1);
-    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), bits);
-    if (ec != std::errc() || end != digits.data() + digits.size() || digits.empty() ||
-        bits > max_bits)
+    auto parsed = parse_number<unsigned>(text.substr(slash + 1));
+    if (!parsed || *parsed > max_bits)
       return std::nullopt;
+    bits = *parsed;
   }
   ip_block block;
   block.address = *addr;

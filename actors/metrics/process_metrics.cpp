@@ -1,6 +1,5 @@
 #include "actors/metrics/process_metrics.hpp"
 
-#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -8,6 +7,8 @@
 
 #include <sys/resource.h>
 #include <unistd.h>
+
+#include "schemas/numbers.hpp"
 
 namespace tollgate {
 
@@ -18,10 +19,13 @@ std::string slurp(const char* path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+/// Whether all of `text` is a number, then stored in `out`.
 template <typename Number>
 bool parse_number(std::string_view text, Number& out) {
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc{} && end == text.data() + text.size();
+  auto value = schemas::parse_number<Number>(text);
+  if (value)
+    out = *value;
+  return value.has_value();
 }
 
 void family(std::string& out, const char* name, const char* type, const char* help, double value) {
