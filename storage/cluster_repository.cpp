@@ -161,12 +161,24 @@ bool cluster_repository::set_state(const std::string& node_id, const std::string
   return st.get_affected_rows() > 0;
 }
 
+std::string cluster_repository::fence_sql() const {
+  return "SELECT epoch FROM shard_leases WHERE shard = :s AND epoch = :e AND expires_at > " +
+         now_sql_ + (postgres_ ? " FOR SHARE" : "");
+}
+
 bool cluster_repository::fence_holds(int32_t shard, int64_t epoch) {
   long long found = 0;
-  sql_ << "SELECT epoch FROM shard_leases WHERE shard = :s AND epoch = :e AND expires_at > " +
-              now_sql_ + (postgres_ ? " FOR SHARE" : ""),
-      soci::use(shard), soci::use(epoch), soci::into(found);
+  sql_ << fence_sql(), soci::use(shard), soci::use(epoch), soci::into(found);
   return sql_.got_data();
+}
+
+void cluster_repository::send_fence(pg_pipeline& pipe, int32_t shard, int64_t epoch) {
+  if (pipelined_fence_.empty())
+    pipelined_fence_ = pipe.prepare(fence_sql());
+  pg_params params;
+  params.add(shard);
+  params.add(epoch);
+  pipe.send(pipelined_fence_, params);
 }
 
 std::vector<node_row> cluster_repository::nodes() {

@@ -7,6 +7,8 @@
 
 #include <soci/soci.h>
 
+#include "storage/pg_pipeline.hpp"
+
 namespace tollgate::storage {
 
 /// A row of cluster_nodes.
@@ -88,14 +90,22 @@ public:
   /// Whether (shard, epoch) is the live lease now. Inside a transaction on PostgreSQL it
   /// also locks the lease row until the commit, so that no acquisition slips in between.
   bool fence_holds(int32_t shard, int64_t epoch);
+  /// PostgreSQL: queues the check of `fence_holds` in `pipe`; once the pipeline has synced,
+  /// `fence_held` reads its answer.
+  void send_fence(pg_pipeline& pipe, int32_t shard, int64_t epoch);
+  static bool fence_held(const pg_answer& answer) { return answer.rows() > 0; }
 
   std::vector<node_row> nodes();
   std::vector<lease_row> leases();
 
 private:
+  /// The check of fence_holds, with parameters shard and epoch.
+  std::string fence_sql() const;
+
   soci::session& sql_;
   bool postgres_ = false;
-  std::string now_sql_; ///< The SQL expression of the database's clock.
+  std::string now_sql_;         ///< The SQL expression of the database's clock.
+  std::string pipelined_fence_; ///< The name of the check on PostgreSQL, once prepared.
 };
 
 } // namespace tollgate::storage

@@ -1,61 +1,165 @@
 #include "storage/ledger_batch.hpp"
 
-#include <map>
+#include <algorithm>
 #include <utility>
+
+#include "storage/database.hpp"
 
 namespace tollgate::storage {
 
+namespace {
+
+/// Each (shard, epoch) the posts name, once; the values say whether the lease holds.
+ledger_batch_writer::fence_map fences_of(const std::vector<ledger_post>& posts) {
+  ledger_batch_writer::fence_map fences;
+  for (const auto& post : posts)
+    if (post.shard >= 0)
+      fences.try_emplace({post.shard, post.epoch}, false);
+  return fences;
+}
+
+bool fenced(const ledger_post& post, const ledger_batch_writer::fence_map& fences) {
+  return post.shard >= 0 && !fences.at({post.shard, post.epoch});
+}
+
+ledger_result fenced_result(const ledger_post& post) {
+  return {apply_status::fenced, post.change, "the shard lease moved to another node"};
+}
+
+/// The audit row of a committed change. Both sides come from inside the transaction: exact
+/// even when a batch holds several changes of one user.
+audit_record audit_of(const ledger_post& post, const schemas::ledger_entry& entry) {
+  auto record = post.audit;
+  record.before_json = "{\"balance\":" + std::to_string(entry.balance_after - entry.amount) + "}";
+  record.after_json = "{\"ledger_entry_id\":" + std::to_string(entry.id) +
+                      ",\"amount\":" + std::to_string(entry.amount) +
+                      ",\"balance_after\":" + std::to_string(entry.balance_after) + "}";
+  return record;
+}
+
+} // namespace
+
+ledger_batch_writer::ledger_batch_writer(soci::session& sql)
+    : sql_(sql)
+    , postgres_(sql.get_backend_name() == "postgresql")
+    , ledger_(sql)
+    , usage_(sql)
+    , audit_(sql)
+    , cluster_(sql) {}
+
 std::vector<ledger_result> ledger_batch_writer::commit(const std::vector<ledger_post>& posts) {
+  try {
+    return postgres_ ? commit_pipelined(posts) : commit_in_turn(posts);
+  } catch (const std::exception& e) {
+    std::vector<ledger_result> out(posts.size(), ledger_result{apply_status::failed, {}, e.what()});
+    for (std::size_t i = 0; i < posts.size(); ++i)
+      out[i].entry = posts[i].change;
+    return out;
+  }
+}
+
+std::vector<ledger_result>
+ledger_batch_writer::commit_in_turn(const std::vector<ledger_post>& posts) {
   std::vector<ledger_result> out;
   out.reserve(posts.size());
+  soci::transaction tx(sql_);
+  // The row lock taken by each check lasts until the commit, so no other node can acquire
+  // the shard in between.
+  auto fences = fences_of(posts);
+  for (auto& [fence, holds] : fences)
+    holds = cluster_.fence_holds(fence.first, fence.second);
+  for (const auto& post : posts) {
+    if (fenced(post, fences)) {
+      out.push_back(fenced_result(post));
+      continue;
+    }
+    if (!post.usage.request_id.empty())
+      usage_.append(post.usage);
+    if (post.change.amount == 0) {
+      out.push_back({apply_status::committed, post.change, {}});
+      continue;
+    }
+    auto outcome = ledger_.apply(post.change, post.floor);
+    if (outcome.status == apply_status::committed && !post.audit.action.empty())
+      audit_.append(audit_of(post, outcome.entry));
+    out.push_back({outcome.status, std::move(outcome.entry), {}});
+  }
+  tx.commit();
+  return out;
+}
+
+std::vector<ledger_result>
+ledger_batch_writer::commit_pipelined(const std::vector<ledger_post>& posts) {
+  // A batch without fences or audit rows is one round trip: its statements and a sync, which
+  // commits them. Fences are checked (and their rows locked) before the changes they guard,
+  // and audit rows need the entries' ids, so such a batch opens a transaction that spans
+  // more than one sync.
+  auto fences = fences_of(posts);
+  const bool audits = std::any_of(posts.begin(), posts.end(),
+                                  [](const ledger_post& p) { return !p.audit.action.empty(); });
+  const bool explicit_transaction = !fences.empty() || audits;
   try {
-    soci::transaction tx(sql_);
-    // Each (shard, epoch) once per batch; the row lock taken by the check lasts until the
-    // commit, so no other node can acquire the shard in between.
-    std::map<std::pair<int32_t, int64_t>, bool> fences;
-    for (const auto& post : posts)
-      if (post.shard >= 0)
-        fences.try_emplace({post.shard, post.epoch}, false);
-    for (auto& [fence, holds] : fences)
-      holds = cluster_.fence_holds(fence.first, fence.second);
+    std::vector<pg_answer> answers;
+    std::size_t next = 0; // the first answer of a change
+    {
+      pg_pipeline pipe(sql_);
+      if (explicit_transaction)
+        pipe.send("BEGIN");
+      if (!fences.empty()) {
+        for (const auto& [fence, holds] : fences)
+          cluster_.send_fence(pipe, fence.first, fence.second);
+        auto checks = pipe.sync();
+        std::size_t i = 1; // after BEGIN's
+        for (auto& [fence, holds] : fences)
+          holds = cluster_repository::fence_held(checks.at(i++));
+      } else if (explicit_transaction) {
+        next = 1; // BEGIN's answer comes with the changes'
+      }
+      for (const auto& post : posts) {
+        if (fenced(post, fences))
+          continue;
+        // A charge's usage row travels in the charge's own statement.
+        const bool has_usage = !post.usage.request_id.empty();
+        if (has_usage && post.change.amount == 0)
+          usage_.send_append(pipe, post.usage);
+        if (post.change.amount != 0)
+          ledger_.send_apply(pipe, post.change, post.floor, has_usage ? &post.usage : nullptr);
+      }
+      if (explicit_transaction && !audits)
+        pipe.send("COMMIT");
+      answers = pipe.sync();
+    }
+    std::vector<ledger_result> out;
+    out.reserve(posts.size());
     for (const auto& post : posts) {
-      if (post.shard >= 0 && !fences[{post.shard, post.epoch}]) {
-        out.push_back({apply_status::fenced, post.change, "the shard lease moved to another node"});
+      if (fenced(post, fences)) {
+        out.push_back(fenced_result(post));
         continue;
       }
-      // On PostgreSQL a charge's usage row travels in the charge's own statement.
-      const bool has_usage = !post.usage.request_id.empty();
-      const bool usage_with_change = has_usage && post.change.amount != 0 && ledger_.writes_usage();
-      if (has_usage && !usage_with_change)
-        usage_.append(post.usage);
       if (post.change.amount == 0) {
+        if (!post.usage.request_id.empty())
+          ++next;
         out.push_back({apply_status::committed, post.change, {}});
         continue;
       }
-      auto outcome =
-          ledger_.apply(post.change, post.floor, usage_with_change ? &post.usage : nullptr);
-      if (outcome.status == apply_status::committed && !post.audit.action.empty()) {
-        auto record = post.audit;
-        // Both sides come from inside the transaction: exact even when a batch holds several
-        // changes of one user.
-        record.before_json =
-            "{\"balance\":" + std::to_string(outcome.entry.balance_after - outcome.entry.amount) +
-            "}";
-        record.after_json = "{\"ledger_entry_id\":" + std::to_string(outcome.entry.id) +
-                            ",\"amount\":" + std::to_string(outcome.entry.amount) +
-                            ",\"balance_after\":" + std::to_string(outcome.entry.balance_after) +
-                            "}";
-        audit_.append(record);
-      }
+      auto outcome = ledger_.applied(answers.at(next++), post.change);
+      if (outcome.status == apply_status::committed && !post.audit.action.empty())
+        audit_.append(audit_of(post, outcome.entry));
       out.push_back({outcome.status, std::move(outcome.entry), {}});
     }
-    tx.commit();
-  } catch (const std::exception& e) {
-    out.assign(posts.size(), ledger_result{apply_status::failed, {}, e.what()});
-    for (std::size_t i = 0; i < posts.size(); ++i)
-      out[i].entry = posts[i].change;
+    if (audits)
+      sql_.commit();
+    return out;
+  } catch (...) {
+    if (explicit_transaction) {
+      try {
+        execute_script(sql_, "ROLLBACK");
+      } catch (...) {
+        // The connection is broken; the server rolls back as it ends the session.
+      }
+    }
+    throw;
   }
-  return out;
 }
 
 std::vector<ledger_result> commit_batch(soci::session& sql, const std::vector<ledger_post>& posts) {

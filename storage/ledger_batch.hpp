@@ -1,7 +1,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <soci/soci.h>
@@ -47,21 +49,26 @@ struct ledger_result {
 /// batches (keep one per session, e.g. in a session_cache).
 class ledger_batch_writer {
 public:
-  explicit ledger_batch_writer(soci::session& sql)
-      : sql_(sql)
-      , ledger_(sql)
-      , usage_(sql)
-      , audit_(sql)
-      , cluster_(sql) {}
+  explicit ledger_batch_writer(soci::session& sql);
 
   /// Commits all posts in one transaction (one fsync for the lot) and returns one result
   /// per post, in order. If the transaction fails, every result is `failed` and nothing is
   /// written. Posts whose shard lease is no longer current are `fenced`: the check and the
-  /// writes share the transaction (I5).
+  /// writes share the transaction (I5). On PostgreSQL the statements of a batch travel in
+  /// a pipeline: one round trip to the server for the lot, two with fences or audit rows.
   std::vector<ledger_result> commit(const std::vector<ledger_post>& posts);
 
+  /// (shard, epoch) -> whether that lease is current.
+  using fence_map = std::map<std::pair<int32_t, int64_t>, bool>;
+
 private:
+  /// SQLite: statement after statement, in the process.
+  std::vector<ledger_result> commit_in_turn(const std::vector<ledger_post>& posts);
+  /// PostgreSQL: the statements sent back to back, their answers read together.
+  std::vector<ledger_result> commit_pipelined(const std::vector<ledger_post>& posts);
+
   soci::session& sql_;
+  const bool postgres_;
   ledger_repository ledger_;
   usage_repository usage_;
   audit_repository audit_;

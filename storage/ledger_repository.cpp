@@ -50,11 +50,28 @@ constexpr const char* charge_ctes =
     "SELECT COALESCE((SELECT id FROM ins), 0), "
     "COALESCE((SELECT balance FROM upd), 0), (SELECT COUNT(*) FROM prior)";
 
+/// The parameters of charge_ctes, in their order there.
+void add_charge(pg_params& params, const schemas::ledger_entry& change, int64_t floor) {
+  params.add(change.request_id);
+  params.add(change.amount);
+  params.add(change.created_at);
+  params.add(change.user_id);
+  params.add(change.amount);
+  params.add(floor);
+  params.add(change.user_id);
+  params.add(change.request_id);
+  params.add(change.kind);
+  params.add(change.amount);
+  params.add(change.reason);
+  params.add(change.actor);
+  params.add(change.created_at);
+}
+
 } // namespace
 
 /// The statements of `apply`, bound once to the fields below.
 struct ledger_repository::prepared {
-  prepared(soci::session& sql, bool postgres)
+  explicit prepared(soci::session& sql)
       : find(sql)
       // No RETURNING here: SQLite gathers a RETURNING statement's rows in a temporary b-tree
       // that it opens and closes each time, which made the update and the insert cost half
@@ -74,36 +91,6 @@ struct ledger_repository::prepared {
     bind_entry(find, earlier);
     find.exchange(soci::use(change.request_id));
     prepare_bound(find, std::string(select_entry) + "WHERE request_id = :r");
-    if (postgres) {
-      combined.emplace(sql);
-      bind_charge(*combined);
-      prepare_bound(*combined, std::string("WITH ") + charge_ctes);
-      with_usage.emplace(sql);
-      bind_usage(*with_usage, usage);
-      bind_charge(*with_usage);
-      prepare_bound(*with_usage,
-                    std::string("WITH usage AS (") + insert_usage_sql + "), " + charge_ctes);
-    }
-  }
-
-  /// Binds the parameters and results of charge_ctes, in their order there.
-  void bind_charge(soci::statement& st) {
-    st.exchange(soci::use(change.request_id));
-    st.exchange(soci::use(change.amount));
-    st.exchange(soci::use(change.created_at));
-    st.exchange(soci::use(change.user_id));
-    st.exchange(soci::use(change.amount));
-    st.exchange(soci::use(floor));
-    st.exchange(soci::use(change.user_id));
-    st.exchange(soci::use(change.request_id));
-    st.exchange(soci::use(change.kind));
-    st.exchange(soci::use(change.amount));
-    st.exchange(soci::use(change.reason));
-    st.exchange(soci::use(change.actor));
-    st.exchange(soci::use(change.created_at));
-    st.exchange(soci::into(id));
-    st.exchange(soci::into(balance_after));
-    st.exchange(soci::into(prior));
   }
 
   /// The change moved nothing: the user's balance does not allow it, or there is no account.
@@ -116,19 +103,10 @@ struct ledger_repository::prepared {
   int64_t floor = 0;
   schemas::ledger_entry earlier; ///< An entry found by request id.
   int64_t balance_after = 0;
-  int64_t id = 0;
-  int64_t prior = 0; ///< Entries with the change's request id (0 or 1).
   soci::statement find;
   soci::statement update;
   soci::statement current_balance; ///< Of the change's user, into `balance_after`.
   soci::statement insert;
-  storage::usage_record usage; ///< The usage row written with the change (bound by `use`).
-  /// PostgreSQL only: the find, the update and the insert in one statement, one round trip
-  /// to the server instead of three (a replay or a refusal then costs one more)...
-  std::optional<soci::statement> combined;
-  /// ...and the same with the call's usage row written first (data-modifying CTEs run even
-  /// when nothing refers to them).
-  std::optional<soci::statement> with_usage;
 };
 
 ledger_repository::ledger_repository(soci::session& sql)
@@ -139,36 +117,25 @@ ledger_repository::~ledger_repository() = default;
 
 ledger_repository::prepared& ledger_repository::statements() {
   if (!prepared_)
-    prepared_ = std::make_unique<prepared>(sql_, postgres_);
+    prepared_ = std::make_unique<prepared>(sql_);
   return *prepared_;
 }
 
-bool ledger_repository::writes_usage() const {
-  return postgres_;
-}
-
-apply_outcome ledger_repository::apply(const schemas::ledger_entry& change, int64_t floor,
-                                       const usage_record* usage) {
-  auto& p = statements();
-  p.change = change;
-  p.floor = floor;
-  if (usage)
-    p.usage = *usage;
-  if (p.combined) {
-    p.id = 0;
-    run_to_end(usage ? *p.with_usage : *p.combined);
-    if (p.id > 0) {
-      apply_outcome out{apply_status::committed, change};
-      out.entry.balance_after = p.balance_after;
-      out.entry.id = p.id;
-      return out;
-    }
-    if (p.prior > 0 && run_to_end(p.find))
-      return {apply_status::replayed, p.earlier};
-    return p.refused();
+apply_outcome ledger_repository::apply(const schemas::ledger_entry& change, int64_t floor) {
+  if (postgres_) {
+    std::vector<pg_answer> answers;
+    {
+      pg_pipeline pipe(sql_);
+      send_apply(pipe, change, floor, nullptr);
+      answers = pipe.sync();
+    } // before `applied`, which may run statements of SOCI's
+    return applied(answers.front(), change);
   }
   // SQLite: the writer's transaction holds the database, so the balance read back is the
   // one the update left.
+  auto& p = statements();
+  p.change = change;
+  p.floor = floor;
   if (run_to_end(p.find))
     return {apply_status::replayed, p.earlier};
   p.update.execute(true);
@@ -182,6 +149,36 @@ apply_outcome ledger_repository::apply(const schemas::ledger_entry& change, int6
   out.entry.balance_after = p.balance_after;
   out.entry.id = id;
   return out;
+}
+
+void ledger_repository::send_apply(pg_pipeline& pipe, const schemas::ledger_entry& change,
+                                   int64_t floor, const usage_record* usage) {
+  // Not statements(): SOCI cannot prepare while the pipeline holds the connection.
+  auto& name = usage ? pipelined_charge_with_usage_ : pipelined_charge_;
+  if (name.empty())
+    name =
+        pipe.prepare(usage ? std::string("WITH usage AS (") + insert_usage_sql + "), " + charge_ctes
+                           : std::string("WITH ") + charge_ctes);
+  pipelined_params_.clear();
+  if (usage)
+    add_usage(pipelined_params_, *usage);
+  add_charge(pipelined_params_, change, floor);
+  pipe.send(name, pipelined_params_);
+}
+
+apply_outcome ledger_repository::applied(const pg_answer& answer,
+                                         const schemas::ledger_entry& change) {
+  if (int64_t id = answer.integer(0, 0); id > 0) {
+    apply_outcome out{apply_status::committed, change};
+    out.entry.balance_after = answer.integer(0, 1);
+    out.entry.id = id;
+    return out;
+  }
+  auto& p = statements();
+  p.change = change;
+  if (answer.integer(0, 2) > 0 && run_to_end(p.find))
+    return {apply_status::replayed, p.earlier};
+  return p.refused();
 }
 
 std::optional<schemas::ledger_entry>

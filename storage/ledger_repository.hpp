@@ -9,6 +9,7 @@
 #include <soci/soci.h>
 
 #include "schemas/records.hpp"
+#include "storage/pg_pipeline.hpp"
 #include "storage/usage_repository.hpp"
 
 namespace tollgate::storage {
@@ -40,14 +41,17 @@ public:
   ledger_repository& operator=(const ledger_repository&) = delete;
 
   /// Adds `change.amount` to the user's balance if the result stays >= `floor`, and appends
-  /// the entry with the resulting balance. Replays of a request id change nothing. With
-  /// `usage` (only where writes_usage()) it also writes that usage row, as
-  /// usage_repository::append would, whatever becomes of the change.
-  apply_outcome apply(const schemas::ledger_entry& change, int64_t floor,
-                      const usage_record* usage = nullptr);
-  /// Whether apply writes a usage row in the same round trip (PostgreSQL); elsewhere the
-  /// caller appends it through usage_repository.
-  bool writes_usage() const;
+  /// the entry with the resulting balance. Replays of a request id change nothing.
+  apply_outcome apply(const schemas::ledger_entry& change, int64_t floor);
+
+  /// PostgreSQL: queues the one statement of `apply` in `pipe`, with `usage` (if given)
+  /// written by the same statement, as usage_repository::append would, whatever becomes of
+  /// the change. Once the pipeline has synced, `applied` reads the outcome from that
+  /// statement's answer; a replay or a refusal then looks up the earlier entry or the
+  /// balance with a statement of its own.
+  void send_apply(pg_pipeline& pipe, const schemas::ledger_entry& change, int64_t floor,
+                  const usage_record* usage);
+  apply_outcome applied(const pg_answer& answer, const schemas::ledger_entry& change);
 
   std::optional<schemas::ledger_entry> find_by_request(const std::string& request_id);
   /// Newest first; `before_id` 0 starts at the newest.
@@ -64,6 +68,11 @@ private:
   soci::session& sql_;
   const bool postgres_;
   std::unique_ptr<prepared> prepared_;
+  /// PostgreSQL: the names of the charge statement once prepared, alone and after the
+  /// call's usage row, and the parameters of the last one sent (reused).
+  std::string pipelined_charge_;
+  std::string pipelined_charge_with_usage_;
+  pg_params pipelined_params_;
 };
 
 } // namespace tollgate::storage

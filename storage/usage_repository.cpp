@@ -4,21 +4,17 @@
 
 namespace tollgate::storage {
 
+namespace {
+
+/// Binds the parameters of insert_usage_sql to the fields of `r`.
 void bind_usage(soci::statement& st, usage_record& r) {
-  st.exchange(soci::use(r.request_id));
-  st.exchange(soci::use(r.user_id));
-  st.exchange(soci::use(r.key_id));
-  st.exchange(soci::use(r.model));
-  st.exchange(soci::use(r.deployment));
-  st.exchange(soci::use(r.prompt_tokens));
-  st.exchange(soci::use(r.completion_tokens));
-  st.exchange(soci::use(r.cost));
-  st.exchange(soci::use(r.latency_ms));
-  st.exchange(soci::use(r.ttft_ms));
-  st.exchange(soci::use(r.status));
-  st.exchange(soci::use(r.created_at));
-  st.exchange(soci::use(r.attempts));
-  st.exchange(soci::use(r.attempt_log));
+  usage_fields(r, [&](auto& field) { st.exchange(soci::use(field)); });
+}
+
+} // namespace
+
+void add_usage(pg_params& params, const usage_record& r) {
+  usage_fields(r, [&](const auto& field) { params.add(field); });
 }
 
 struct usage_repository::prepared {
@@ -43,6 +39,14 @@ bool usage_repository::append(const usage_record& record) {
   prepared_->r = record;
   prepared_->insert.execute(true);
   return prepared_->insert.get_affected_rows() > 0;
+}
+
+void usage_repository::send_append(pg_pipeline& pipe, const usage_record& record) {
+  if (pipelined_insert_.empty())
+    pipelined_insert_ = pipe.prepare(insert_usage_sql);
+  pg_params params;
+  add_usage(params, record);
+  pipe.send(pipelined_insert_, params);
 }
 
 int64_t usage_repository::count_for_user(const std::string& user_id) {

@@ -7,6 +7,7 @@
 #include "storage/keys_repository.hpp"
 #include "storage/ledger_batch.hpp"
 #include "storage/ledger_repository.hpp"
+#include "storage/usage_repository.hpp"
 #include "storage/users_repository.hpp"
 #include "tests/storage/backends.hpp"
 #include "tests/support/live_services.hpp"
@@ -176,6 +177,54 @@ void check_batches_write_usage_rows(const storage::database& db) {
   BOOST_TEST(ledger.sum(a.id) == 850);
 }
 
+/// A batch that the store refuses part of the way through writes nothing, and the same
+/// writer's next batch commits (on PostgreSQL its statements travel in one pipeline, so the
+/// failure comes back after the changes before it were sent).
+void check_a_failing_batch_writes_nothing(const storage::database& db) {
+  auto sql = db.open();
+  storage::apply_migrations(*sql, db.backend_name());
+  auto a = make_user(*sql, "a@example.com");
+  storage::ledger_repository(*sql).apply(change(a.id, "opening", 1000), 0);
+  // The store refuses the usage row of request "boom".
+  if (db.is_sqlite()) {
+    storage::execute_script(*sql, "CREATE TRIGGER refuse_boom BEFORE INSERT ON usage_records "
+                                  "WHEN NEW.request_id = 'boom' BEGIN "
+                                  "SELECT RAISE(ABORT, 'boom refused'); END;");
+  } else {
+    storage::execute_script(
+        *sql, "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+              "IF NEW.request_id = 'boom' THEN RAISE EXCEPTION 'boom refused'; END IF; "
+              "RETURN NEW; END $$; CREATE TRIGGER refuse_boom BEFORE INSERT ON usage_records "
+              "FOR EACH ROW EXECUTE FUNCTION refuse_boom();");
+  }
+  auto charge = [&](const std::string& request, int64_t amount) {
+    auto c = change(a.id, request, amount);
+    c.kind = "charge";
+    return storage::ledger_post{c, 0, {}, usage_of_call(a.id, request, -amount)};
+  };
+  storage::ledger_batch_writer writer(*sql);
+  auto failed = writer.commit({charge("c1", -100), charge("boom", -10), charge("c3", -30)});
+  BOOST_REQUIRE_EQUAL(failed.size(), 3u);
+  for (const auto& r : failed) {
+    BOOST_TEST((r.status == storage::apply_status::failed));
+    BOOST_TEST(r.error.find("boom refused") != std::string::npos, r.error);
+  }
+  storage::ledger_repository ledger(*sql);
+  BOOST_TEST(*ledger.balance(a.id) == 1000);
+  BOOST_TEST(ledger.sum(a.id) == 1000);
+  BOOST_TEST(!ledger.find_by_request("c1"));
+  BOOST_TEST(storage::usage_repository(*sql).count_for_user(a.id) == 0);
+
+  auto next = writer.commit({charge("c1", -100), charge("c3", -30)});
+  BOOST_TEST_INFO("store error: " << next[0].error);
+  BOOST_TEST((next[0].status == storage::apply_status::committed));
+  BOOST_TEST((next[1].status == storage::apply_status::committed));
+  BOOST_TEST(next[1].entry.balance_after == 870);
+  BOOST_TEST(ledger.sum(a.id) == 870);
+  BOOST_TEST(*ledger.balance(a.id) == 870);
+  BOOST_TEST(storage::usage_repository(*sql).count_for_user(a.id) == 2);
+}
+
 void check_ledger_is_append_only(const storage::database& db) {
   auto sql = db.open();
   storage::apply_migrations(*sql, db.backend_name());
@@ -244,6 +293,9 @@ BOOST_AUTO_TEST_CASE(batches) {
 BOOST_AUTO_TEST_CASE(usage_rows) {
   test::on_sqlite(check_batches_write_usage_rows);
 }
+BOOST_AUTO_TEST_CASE(failing_batch) {
+  test::on_sqlite(check_a_failing_batch_writes_nothing);
+}
 BOOST_AUTO_TEST_CASE(append_only) {
   test::on_sqlite(check_ledger_is_append_only);
 }
@@ -266,6 +318,9 @@ BOOST_AUTO_TEST_CASE(batches) {
 }
 BOOST_AUTO_TEST_CASE(usage_rows) {
   test::on_postgres(check_batches_write_usage_rows);
+}
+BOOST_AUTO_TEST_CASE(failing_batch) {
+  test::on_postgres(check_a_failing_batch_writes_nothing);
 }
 BOOST_AUTO_TEST_CASE(append_only) {
   test::on_postgres(check_ledger_is_append_only);
