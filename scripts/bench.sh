@@ -100,6 +100,11 @@ if ((build)); then
   scripts/build.sh release >/dev/null
 fi
 bin="$root/build/release/bin"
+# What was built and runs: the tree as it is now (changes made while the arms run do not
+# count), and changes under docs/ (this report among them) never do.
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?")
+dirty=$(git -C "$root" status --porcelain -- . ':!docs' 2>/dev/null | grep -q . &&
+  echo " (with uncommitted changes outside docs/)" || true)
 for b in tollgate tollgate_mock_upstream tollgate_loadgen; do
   [[ -x "$bin/$b" ]] || die "$bin/$b is missing (run without --no-build)"
 done
@@ -1102,10 +1107,6 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 tollgate_version=$("$bin/tollgate" --version 2>/dev/null | head -n1)
 wrk_version=$( (wrk -v 2>&1 || true) | head -n1)
 gcc_version=$(gcc --version 2>/dev/null | head -n1)
-commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?")
-# What was built and run: changes under docs/ (this report among them) do not count.
-dirty=$(git -C "$root" status --porcelain -- . ':!docs' 2>/dev/null | grep -q . &&
-  echo " (with uncommitted changes outside docs/)" || true)
 
 echo
 echo "$table"
