@@ -172,13 +172,17 @@ bool cluster_repository::fence_holds(int32_t shard, int64_t epoch) {
   return sql_.got_data();
 }
 
-void cluster_repository::send_fence(pg_pipeline& pipe, int32_t shard, int64_t epoch) {
-  if (pipelined_fence_.empty())
-    pipelined_fence_ = pipe.prepare(fence_sql());
+void cluster_repository::send_fence(pg_pipeline& pipe, int32_t shard, int64_t epoch,
+                                    stale_fence on_stale) {
+  const bool abort = on_stale == stale_fence::abort;
+  auto& name = abort ? pipelined_assert_ : pipelined_fence_;
+  if (name.empty())
+    pipe.prepare(name,
+                 abort ? "SELECT tollgate_assert_lease(:s, :e, " + now_sql_ + ")" : fence_sql());
   pg_params params;
   params.add(shard);
   params.add(epoch);
-  pipe.send(pipelined_fence_, params);
+  pipe.send(name, params);
 }
 
 std::vector<node_row> cluster_repository::nodes() {

@@ -90,10 +90,16 @@ public:
   /// Whether (shard, epoch) is the live lease now. Inside a transaction on PostgreSQL it
   /// also locks the lease row until the commit, so that no acquisition slips in between.
   bool fence_holds(int32_t shard, int64_t epoch);
-  /// PostgreSQL: queues the check of `fence_holds` in `pipe`; once the pipeline has synced,
-  /// `fence_held` reads its answer.
-  void send_fence(pg_pipeline& pipe, int32_t shard, int64_t epoch);
+  /// What a fence sent in a pipeline does when the lease no longer holds.
+  enum class stale_fence {
+    empty_answer, ///< Answers no row (`fence_held` is false); the transaction goes on.
+    abort,        ///< Fails with SQLSTATE `lease_moved`, undoing its transaction.
+  };
+  /// PostgreSQL: queues the check of `fence_holds` in `pipe`, which locks the lease row in
+  /// the same way. Once the pipeline has synced, `fence_held` reads its answer.
+  void send_fence(pg_pipeline& pipe, int32_t shard, int64_t epoch, stale_fence on_stale);
   static bool fence_held(const pg_answer& answer) { return answer.rows() > 0; }
+  static constexpr const char* lease_moved = "TG001";
 
   std::vector<node_row> nodes();
   std::vector<lease_row> leases();
@@ -104,8 +110,9 @@ private:
 
   soci::session& sql_;
   bool postgres_ = false;
-  std::string now_sql_;         ///< The SQL expression of the database's clock.
-  std::string pipelined_fence_; ///< The name of the check on PostgreSQL, once prepared.
+  std::string now_sql_;          ///< The SQL expression of the database's clock.
+  std::string pipelined_fence_;  ///< The name of the check on PostgreSQL, once prepared.
+  std::string pipelined_assert_; ///< The name of the assertion on PostgreSQL, once prepared.
 };
 
 } // namespace tollgate::storage

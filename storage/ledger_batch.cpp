@@ -90,30 +90,52 @@ ledger_batch_writer::commit_in_turn(const std::vector<ledger_post>& posts) {
 
 std::vector<ledger_result>
 ledger_batch_writer::commit_pipelined(const std::vector<ledger_post>& posts) {
-  // A batch without fences or audit rows is one round trip: its statements and a sync, which
-  // commits them. Fences are checked (and their rows locked) before the changes they guard,
-  // and audit rows need the entries' ids, so such a batch opens a transaction that spans
-  // more than one sync.
   auto fences = fences_of(posts);
+  if (fences.empty())
+    return write_pipelined(posts, fences, cluster_repository::stale_fence::abort);
+  // Leases rarely move: the batch asserts its fences in the round trip of its writes, and a
+  // lease that moved undoes it all. Then the fences are checked first, in a round trip of
+  // their own, and only the posts under a moved lease are refused.
+  try {
+    return write_pipelined(posts, fences, cluster_repository::stale_fence::abort);
+  } catch (const pg_error& e) {
+    if (e.sqlstate() != cluster_repository::lease_moved)
+      throw;
+  }
+  return write_pipelined(posts, fences, cluster_repository::stale_fence::empty_answer);
+}
+
+std::vector<ledger_result>
+ledger_batch_writer::write_pipelined(const std::vector<ledger_post>& posts, fence_map& fences,
+                                     cluster_repository::stale_fence on_stale) {
+  // Without fences to sort posts by, or audit rows, a batch is one round trip: its
+  // statements and a sync, which commits them (or, if any fails, none). Checking fences
+  // before the writes they guard, or writing audit rows, which need the entries' ids,
+  // takes a transaction over two syncs.
+  const bool check_first = on_stale == cluster_repository::stale_fence::empty_answer;
   const bool audits = std::any_of(posts.begin(), posts.end(),
                                   [](const ledger_post& p) { return !p.audit.action.empty(); });
-  const bool explicit_transaction = !fences.empty() || audits;
+  const bool explicit_transaction = (check_first && !fences.empty()) || audits;
   try {
     std::vector<pg_answer> answers;
-    std::size_t next = 0; // the first answer of a change
+    std::size_t next = 0; // the answer of the first post's first statement
     {
       pg_pipeline pipe(sql_);
-      if (explicit_transaction)
+      if (explicit_transaction) {
         pipe.send("BEGIN");
-      if (!fences.empty()) {
-        for (const auto& [fence, holds] : fences)
-          cluster_.send_fence(pipe, fence.first, fence.second);
+        ++next;
+      }
+      for (auto& [fence, holds] : fences) {
+        cluster_.send_fence(pipe, fence.first, fence.second, on_stale);
+        holds = true; // unless the check says otherwise
+        ++next;
+      }
+      if (check_first && !fences.empty()) {
         auto checks = pipe.sync();
+        next = 0;
         std::size_t i = 1; // after BEGIN's
         for (auto& [fence, holds] : fences)
           holds = cluster_repository::fence_held(checks.at(i++));
-      } else if (explicit_transaction) {
-        next = 1; // BEGIN's answer comes with the changes'
       }
       for (const auto& post : posts) {
         if (fenced(post, fences))

@@ -55,7 +55,8 @@ public:
   /// per post, in order. If the transaction fails, every result is `failed` and nothing is
   /// written. Posts whose shard lease is no longer current are `fenced`: the check and the
   /// writes share the transaction (I5). On PostgreSQL the statements of a batch travel in
-  /// a pipeline: one round trip to the server for the lot, two with fences or audit rows.
+  /// a pipeline: one round trip to the server for the lot (two with audit rows, or when a
+  /// lease has moved: see commit_pipelined).
   std::vector<ledger_result> commit(const std::vector<ledger_post>& posts);
 
   /// (shard, epoch) -> whether that lease is current.
@@ -66,6 +67,11 @@ private:
   std::vector<ledger_result> commit_in_turn(const std::vector<ledger_post>& posts);
   /// PostgreSQL: the statements sent back to back, their answers read together.
   std::vector<ledger_result> commit_pipelined(const std::vector<ledger_post>& posts);
+  /// One try of commit_pipelined, with the fences asserted in the writes' round trip or
+  /// checked in a round trip before them (`on_stale`); sets what each fence held.
+  std::vector<ledger_result> write_pipelined(const std::vector<ledger_post>& posts,
+                                             fence_map& fences,
+                                             cluster_repository::stale_fence on_stale);
 
   soci::session& sql_;
   const bool postgres_;

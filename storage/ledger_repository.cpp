@@ -156,8 +156,8 @@ void ledger_repository::send_apply(pg_pipeline& pipe, const schemas::ledger_entr
   // Not statements(): SOCI cannot prepare while the pipeline holds the connection.
   auto& name = usage ? pipelined_charge_with_usage_ : pipelined_charge_;
   if (name.empty())
-    name =
-        pipe.prepare(usage ? std::string("WITH usage AS (") + insert_usage_sql + "), " + charge_ctes
+    pipe.prepare(name, usage
+                           ? std::string("WITH usage AS (") + insert_usage_sql + "), " + charge_ctes
                            : std::string("WITH ") + charge_ctes);
   pipelined_params_.clear();
   if (usage)

@@ -24,18 +24,20 @@ pg_conn* connection_of(soci::session& sql) {
   throw soci::soci_error("postgresql: " + std::string(what) + ": " + message);
 }
 
-/// Reads the answers up to the next sync, keeping those `answered` marks. Returns whether
-/// the sync came; the first error, if any, in `error`.
-bool read_to_sync(pg_conn* conn, const std::vector<bool>& answered, std::vector<pg_answer>& answers,
-                  std::string& error) {
+} // namespace
+
+/// Reads the answers up to the next sync: a statement's into `answers`, a preparation's
+/// marked confirmed if it succeeded. Returns whether the sync came; the first error, if
+/// any, in `error`.
+bool pg_pipeline::read_to_sync(std::vector<pg_answer>& answers, first_error& error) {
   std::size_t item = 0;
   int nothing = 0;
   for (;;) {
-    PGresult* r = PQgetResult(conn);
+    PGresult* r = PQgetResult(conn_);
     if (r == nullptr) {
       // One null ends each item's answers; two in a row mean nothing more will come (the
       // connection is gone).
-      if (++nothing > 1 || PQstatus(conn) != CONNECTION_OK)
+      if (++nothing > 1 || PQstatus(conn_) != CONNECTION_OK)
         return false;
       ++item;
       continue;
@@ -46,16 +48,32 @@ bool read_to_sync(pg_conn* conn, const std::vector<bool>& answered, std::vector<
       PQclear(r);
       return true;
     }
-    if (status == PGRES_FATAL_ERROR && error.empty())
-      error = PQresultErrorMessage(r);
-    else if (status == PGRES_PIPELINE_ABORTED && error.empty())
-      error = "statement skipped after an earlier error";
-    if (item < answered.size() && answered[item])
+    if (status == PGRES_FATAL_ERROR && error.message.empty()) {
+      error.message = PQresultErrorMessage(r);
+      const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      error.sqlstate = state ? state : "";
+    } else if (status == PGRES_PIPELINE_ABORTED && error.message.empty()) {
+      error.message = "statement skipped after an earlier error";
+    }
+    if (item < queued_.size() && queued_[item].name == nullptr) {
       answers.emplace_back(r);
-    else
-      PQclear(r);
+      continue;
+    }
+    if (item < queued_.size())
+      queued_[item].confirmed = status == PGRES_COMMAND_OK;
+    PQclear(r);
   }
 }
+
+void pg_pipeline::forget_queued() {
+  // A preparation the server did not confirm did not happen: its owner prepares it again.
+  for (auto& q : queued_)
+    if (q.name != nullptr && !q.confirmed)
+      q.name->clear();
+  queued_.clear();
+}
+
+namespace {
 
 std::atomic<std::uint64_t> prepared_count{0};
 
@@ -86,17 +104,18 @@ pg_pipeline::pg_pipeline(soci::session& sql)
 pg_pipeline::~pg_pipeline() {
   // Items queued without a sync are left unsent or unanswered only after an error while
   // sending, when the connection is broken. Otherwise hand the connection back.
-  if (answered_.empty())
+  bool synced = queued_.empty();
+  forget_queued();
+  if (synced)
     PQexitPipelineMode(conn_);
 }
 
-std::string pg_pipeline::prepare(std::string_view sql_text) {
-  std::string name = "tg_" + std::to_string(++prepared_count);
+void pg_pipeline::prepare(std::string& name, std::string_view sql_text) {
+  name = "tg_" + std::to_string(++prepared_count);
   auto text = positional_placeholders(sql_text);
-  answered_.push_back(false);
+  queued_.push_back({&name, false});
   if (PQsendPrepare(conn_, name.c_str(), text.c_str(), 0, nullptr) != 1)
     fail(conn_, "cannot prepare a statement");
-  return name;
 }
 
 void pg_pipeline::send(const std::string& name, const pg_params& params) {
@@ -104,14 +123,14 @@ void pg_pipeline::send(const std::string& name, const pg_params& params) {
   values.reserve(params.values().size());
   for (const auto& v : params.values())
     values.push_back(v.c_str());
-  answered_.push_back(true);
+  queued_.push_back({});
   if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(),
                           nullptr, nullptr, 0) != 1)
     fail(conn_, "cannot send a statement");
 }
 
 void pg_pipeline::send(const char* statement) {
-  answered_.push_back(true);
+  queued_.push_back({});
   if (PQsendQueryParams(conn_, statement, 0, nullptr, nullptr, nullptr, nullptr, 0) != 1)
     fail(conn_, "cannot send a statement");
 }
@@ -119,17 +138,17 @@ void pg_pipeline::send(const char* statement) {
 std::vector<pg_answer> pg_pipeline::sync() {
   if (PQpipelineSync(conn_) != 1)
     fail(conn_, "cannot send a sync");
-  const auto expected =
-      static_cast<std::size_t>(std::count(answered_.begin(), answered_.end(), true));
+  const auto expected = static_cast<std::size_t>(std::count_if(
+      queued_.begin(), queued_.end(), [](const queued& q) { return q.name == nullptr; }));
   std::vector<pg_answer> answers;
   answers.reserve(expected);
-  std::string error;
-  bool synced = read_to_sync(conn_, answered_, answers, error);
+  first_error error;
+  bool synced = read_to_sync(answers, error);
   if (!synced)
-    fail(conn_, error.empty() ? "the connection ended in a pipeline" : error);
-  answered_.clear();
-  if (!error.empty())
-    throw soci::soci_error("postgresql: " + error);
+    fail(conn_, error.message.empty() ? "the connection ended in a pipeline" : error.message);
+  forget_queued();
+  if (!error.message.empty())
+    throw pg_error("postgresql: " + error.message, error.sqlstate);
   if (answers.size() != expected)
     throw soci::soci_error("postgresql: a pipeline of " + std::to_string(expected) +
                            " statements got " + std::to_string(answers.size()) + " answers");

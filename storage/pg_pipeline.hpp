@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <soci/soci.h>
@@ -37,6 +38,18 @@ private:
   std::unique_ptr<pg_result, void (*)(pg_result*)> result_;
 };
 
+/// What the server said when a statement of a pipeline failed, with its SQLSTATE.
+class pg_error : public soci::soci_error {
+public:
+  pg_error(const std::string& message, std::string sqlstate)
+      : soci::soci_error(message)
+      , sqlstate_(std::move(sqlstate)) {}
+  const std::string& sqlstate() const { return sqlstate_; }
+
+private:
+  std::string sqlstate_;
+};
+
 /// libpq's pipeline mode on the connection of a SOCI PostgreSQL session: statements are sent
 /// back to back and their answers read together after a sync, so a batch of statements
 /// costs the committer one round trip to the server instead of one each. Statements sent
@@ -53,26 +66,39 @@ public:
   pg_pipeline& operator=(const pg_pipeline&) = delete;
 
   /// Queues the preparation of `sql_text` (SOCI's `:name` placeholders: one parameter per
-  /// placeholder, in order) and returns its name, unique in the process. Statements sent
-  /// after it, in this pipeline and later ones on the same session, may use it. If this
-  /// pipeline fails, the name may not exist: its owner drops the session (as the ledger
-  /// writer does after a failed batch), and with it whatever remembers the name.
-  std::string prepare(std::string_view sql_text);
+  /// placeholder, in order) under a name unique in the process, stored in `name`, which
+  /// its owner keeps for later pipelines on the same session; statements may use it right
+  /// after. If the server does not confirm the preparation at the sync (an earlier
+  /// statement failed, or the connection did), `name` is cleared again: the owner prepares
+  /// it anew next time. `name` must outlive the pipeline.
+  void prepare(std::string& name, std::string_view sql_text);
   /// Queues the prepared statement `name` with `params`.
   void send(const std::string& name, const pg_params& params);
   /// Queues a statement without parameters, such as BEGIN or COMMIT.
   void send(const char* statement);
   /// Ends what was queued with a sync, waits for the server, and returns one answer per
   /// statement sent since the last sync (preparations have none), in order. Throws
-  /// soci::soci_error with the server's message if any of them failed: then none of them
-  /// took effect, unless an explicit BEGIN keeps the transaction open (it is then aborted:
-  /// roll it back).
+  /// pg_error with the server's message if any of them failed: then none of them took
+  /// effect, unless an explicit BEGIN keeps the transaction open (it is then aborted: roll
+  /// it back). Throws soci::soci_error if the connection fails.
   std::vector<pg_answer> sync();
 
 private:
+  /// Something queued since the last sync: a statement, or a preparation.
+  struct queued {
+    std::string* name = nullptr; ///< A preparation's: the owner's copy of its name.
+    bool confirmed = false;      ///< The server prepared it.
+  };
+  struct first_error {
+    std::string message; ///< Empty: none.
+    std::string sqlstate;
+  };
+
+  bool read_to_sync(std::vector<pg_answer>& answers, first_error& error);
+  void forget_queued();
+
   pg_conn* conn_;
-  std::vector<bool>
-      answered_; ///< Per item queued since the last sync: a statement's answer is kept.
+  std::vector<queued> queued_;
 };
 
 /// SOCI's `:name` placeholders as PostgreSQL's `$1`, `$2`, ... in order of appearance (each

@@ -43,7 +43,7 @@ bool usage_repository::append(const usage_record& record) {
 
 void usage_repository::send_append(pg_pipeline& pipe, const usage_record& record) {
   if (pipelined_insert_.empty())
-    pipelined_insert_ = pipe.prepare(insert_usage_sql);
+    pipe.prepare(pipelined_insert_, insert_usage_sql);
   pg_params params;
   add_usage(params, record);
   pipe.send(pipelined_insert_, params);

@@ -118,9 +118,17 @@ void check_fenced_batches(const storage::database& db) {
   results = writer.commit({post("r3", 700, *epoch), post("r4", 50, *moved)});
   BOOST_TEST((results[0].status == storage::apply_status::fenced));
   BOOST_TEST((results[1].status == storage::apply_status::committed));
+
+  // Every fence current (on PostgreSQL asserted in the writes' own round trip).
+  results = writer.commit({post("r5", 20, *moved), post("r6", 5, *moved), post("r5", 20, *moved)});
+  BOOST_TEST((results[0].status == storage::apply_status::committed));
+  BOOST_TEST((results[1].status == storage::apply_status::committed));
+  BOOST_TEST(results[1].entry.balance_after == 575);
+  BOOST_TEST((results[2].status == storage::apply_status::replayed));
+
   storage::ledger_repository ledger(*sql);
-  BOOST_TEST(ledger.balance(user.id).value_or(-1) == 550);
-  BOOST_TEST(ledger.sum(user.id) == 550);
+  BOOST_TEST(ledger.balance(user.id).value_or(-1) == 575);
+  BOOST_TEST(ledger.sum(user.id) == 575);
   BOOST_TEST(!ledger.find_by_request("r3"));
 }
 

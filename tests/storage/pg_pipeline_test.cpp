@@ -45,8 +45,8 @@ BOOST_AUTO_TEST_CASE(answers_come_in_order_and_an_error_undoes_the_sync) {
   std::string insert;
   {
     storage::pg_pipeline pipe(*sql);
-    insert = pipe.prepare("INSERT INTO pipeline_rows (n, label) VALUES (:n, :label) "
-                          "RETURNING n * 10");
+    pipe.prepare(insert, "INSERT INTO pipeline_rows (n, label) VALUES (:n, :label) "
+                         "RETURNING n * 10");
     for (int64_t n : {1, 2, 3}) {
       storage::pg_params params;
       params.add(n);
@@ -62,7 +62,9 @@ BOOST_AUTO_TEST_CASE(answers_come_in_order_and_an_error_undoes_the_sync) {
   }
   BOOST_TEST(count_rows(*sql) == 3); // committed at the sync, and SOCI has the session back
 
-  // A duplicate key in the middle: the whole sync is undone, and the error says why.
+  // A duplicate key in the middle: the whole sync is undone, the error says why, and a
+  // preparation queued after it did not happen, so its name is forgotten.
+  std::string late;
   {
     storage::pg_pipeline pipe(*sql);
     for (int64_t n : {4, 2, 5}) {
@@ -71,14 +73,27 @@ BOOST_AUTO_TEST_CASE(answers_come_in_order_and_an_error_undoes_the_sync) {
       params.add(std::string("again"));
       pipe.send(insert, params); // prepared by an earlier pipeline on this session
     }
+    pipe.prepare(late, "SELECT COUNT(*) + :k FROM pipeline_rows");
+    BOOST_TEST(!late.empty());
     try {
       pipe.sync();
       BOOST_FAIL("the pipeline should have failed");
-    } catch (const soci::soci_error& e) {
+    } catch (const storage::pg_error& e) {
       BOOST_TEST(std::string(e.what()).find("duplicate key") != std::string::npos, e.what());
+      BOOST_TEST(e.sqlstate() == "23505"); // unique_violation
     }
   }
+  BOOST_TEST(late.empty());
   BOOST_TEST(count_rows(*sql) == 3);
+  {
+    storage::pg_pipeline pipe(*sql);
+    pipe.prepare(late, "SELECT COUNT(*) + :k FROM pipeline_rows");
+    storage::pg_params params;
+    params.add(int64_t{100});
+    pipe.send(late, params);
+    auto answers = pipe.sync();
+    BOOST_TEST(answers.at(0).integer(0, 0) == 103);
+  }
 
   // Inside an explicit transaction a sync commits nothing; the answers still come.
   {

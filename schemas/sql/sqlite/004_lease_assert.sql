@@ -1,0 +1,2 @@
+-- PostgreSQL only (tollgate_assert_lease, for ledger batches sent in one round trip). On
+-- SQLite the ledger writer runs in the gateway's process and checks each fence in turn.
