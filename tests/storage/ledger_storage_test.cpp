@@ -225,6 +225,50 @@ void check_a_failing_batch_writes_nothing(const storage::database& db) {
   BOOST_TEST(storage::usage_repository(*sql).count_for_user(a.id) == 2);
 }
 
+/// The ledger writer's largest batch (1,024 posts, as ledger_writer_state::max_batch) over
+/// several users: every result answers its own post, and each balance is the sum of its
+/// entries. On PostgreSQL the batch is one pipeline of about 2,000 statements and rows.
+void check_a_full_batch(const storage::database& db) {
+  auto sql = db.open();
+  storage::apply_migrations(*sql, db.backend_name());
+  std::vector<schemas::user_record> users;
+  for (int i = 0; i < 8; ++i)
+    users.push_back(make_user(*sql, "u" + std::to_string(i) + "@example.com"));
+  std::vector<storage::ledger_post> posts;
+  for (int i = 0; i < 1024; ++i) {
+    const auto& user = users[static_cast<std::size_t>(i) % users.size()];
+    auto request = "big" + std::to_string(i);
+    // Each user's first post credits 1,000; then charges of 7, and every fifth a charge
+    // that the floor of 900 refuses once the balance is below it.
+    bool first = i < static_cast<int>(users.size());
+    auto c = change(user.id, request, first ? 1000 : (i % 5 == 0 ? -200 : -7));
+    storage::usage_record usage;
+    if (!first)
+      usage = usage_of_call(user.id, request, -c.amount);
+    posts.push_back({c, first ? 0 : 900, {}, usage});
+  }
+  auto results = storage::commit_batch(*sql, posts);
+  BOOST_REQUIRE_EQUAL(results.size(), posts.size());
+  BOOST_TEST_INFO("store error: " << results[0].error);
+  int committed = 0;
+  for (std::size_t i = 0; i < posts.size(); ++i) {
+    BOOST_TEST((results[i].status == storage::apply_status::committed ||
+                results[i].status == storage::apply_status::insufficient));
+    if (results[i].status == storage::apply_status::committed) {
+      ++committed;
+      BOOST_TEST(results[i].entry.request_id == posts[i].change.request_id);
+      BOOST_TEST(results[i].entry.balance_after >= posts[i].floor);
+    }
+  }
+  BOOST_TEST(committed > static_cast<int>(users.size()));
+  storage::ledger_repository ledger(*sql);
+  for (const auto& user : users)
+    BOOST_TEST(*ledger.balance(user.id) == ledger.sum(user.id));
+  long long rows = 0;
+  *sql << "SELECT COUNT(*) FROM usage_records", soci::into(rows);
+  BOOST_TEST(rows == static_cast<long long>(posts.size() - users.size()));
+}
+
 void check_ledger_is_append_only(const storage::database& db) {
   auto sql = db.open();
   storage::apply_migrations(*sql, db.backend_name());
@@ -296,6 +340,9 @@ BOOST_AUTO_TEST_CASE(usage_rows) {
 BOOST_AUTO_TEST_CASE(failing_batch) {
   test::on_sqlite(check_a_failing_batch_writes_nothing);
 }
+BOOST_AUTO_TEST_CASE(full_batch) {
+  test::on_sqlite(check_a_full_batch);
+}
 BOOST_AUTO_TEST_CASE(append_only) {
   test::on_sqlite(check_ledger_is_append_only);
 }
@@ -321,6 +368,9 @@ BOOST_AUTO_TEST_CASE(usage_rows) {
 }
 BOOST_AUTO_TEST_CASE(failing_batch) {
   test::on_postgres(check_a_failing_batch_writes_nothing);
+}
+BOOST_AUTO_TEST_CASE(full_batch) {
+  test::on_postgres(check_a_full_batch);
 }
 BOOST_AUTO_TEST_CASE(append_only) {
   test::on_postgres(check_ledger_is_append_only);
