@@ -1104,6 +1104,16 @@ goals=$(
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem_total=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 load=$(cut -d' ' -f1-3 /proc/loadavg)
+# How an idle CPU waits: on a KVM guest with halt polling off, every wake-up of an idle
+# virtual CPU goes through the host, which sets much of the latency at a paced rate.
+cpu_idle=$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo "no cpuidle driver")
+if [[ -r /sys/module/haltpoll/parameters/guest_halt_poll_ns ]]; then
+  halt_poll=$(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns)
+  cpu_idle+=", guest_halt_poll_ns $halt_poll"
+  if [[ $halt_poll == 0 ]]; then
+    cpu_idle+=" (an idle virtual CPU halts at once; see performance.md, \"Waking an idle virtual CPU\")"
+  fi
+fi
 tollgate_version=$("$bin/tollgate" --version 2>/dev/null | head -n1)
 wrk_version=$( (wrk -v 2>&1 || true) | head -n1)
 gcc_version=$(gcc --version 2>/dev/null | head -n1)
@@ -1174,6 +1184,7 @@ that one run. Issue 4 sets the goals; [How it is measured](#how-it-is-measured) 
 | CPU | $cpu_model, $(nproc) cores (nproc) |
 | memory | $mem_total |
 | kernel | $(uname -sr) |
+| CPU idle | $cpu_idle |
 | load average at the end | $load (the cores are shared with whatever else runs) |
 | tollgate | $tollgate_version, commit $commit$dirty, Release |
 | compiler | $gcc_version |
