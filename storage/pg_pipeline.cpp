@@ -119,12 +119,11 @@ void pg_pipeline::prepare(std::string& name, std::string_view sql_text) {
 }
 
 void pg_pipeline::send(const std::string& name, const pg_params& params) {
-  std::vector<const char*> values;
-  values.reserve(params.values().size());
+  values_.clear();
   for (const auto& v : params.values())
-    values.push_back(v.c_str());
+    values_.push_back(v.c_str());
   queued_.push_back({});
-  if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(),
+  if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(values_.size()), values_.data(),
                           nullptr, nullptr, 0) != 1)
     fail(conn_, "cannot send a statement");
 }

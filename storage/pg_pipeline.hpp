@@ -99,6 +99,7 @@ private:
 
   pg_conn* conn_;
   std::vector<queued> queued_;
+  std::vector<const char*> values_; ///< The parameters of the statement being sent, reused.
 };
 
 /// SOCI's `:name` placeholders as PostgreSQL's `$1`, `$2`, ... in order of appearance (each

@@ -19,15 +19,6 @@ std::string slurp(const char* path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-/// Whether all of `text` is a number, then stored in `out`.
-template <typename Number>
-bool parse_number(std::string_view text, Number& out) {
-  auto value = schemas::parse_number<Number>(text);
-  if (value)
-    out = *value;
-  return value.has_value();
-}
-
 void family(std::string& out, const char* name, const char* type, const char* help, double value) {
   char number[64];
   std::snprintf(number, sizeof number, "%.17g", value);
@@ -56,19 +47,21 @@ bool read_proc_stat(std::string_view line, const proc_units& units, process_samp
   }
   if (found < std::size(fields))
     return false;
-  std::uint64_t utime = 0, stime = 0, start_ticks = 0, vsize = 0;
-  std::int64_t rss_pages = 0;
-  if (!parse_number(fields[14 - 3], utime) || !parse_number(fields[15 - 3], stime) ||
-      !parse_number(fields[22 - 3], start_ticks) || !parse_number(fields[23 - 3], vsize) ||
-      !parse_number(fields[24 - 3], rss_pages))
+  using schemas::parse_number;
+  auto utime = parse_number<std::uint64_t>(fields[14 - 3]);
+  auto stime = parse_number<std::uint64_t>(fields[15 - 3]);
+  auto start_ticks = parse_number<std::uint64_t>(fields[22 - 3]);
+  auto vsize = parse_number<std::uint64_t>(fields[23 - 3]);
+  auto rss_pages = parse_number<std::int64_t>(fields[24 - 3]);
+  if (!utime || !stime || !start_ticks || !vsize || !rss_pages)
     return false;
   auto ticks = static_cast<double>(units.ticks_per_second);
-  sample.cpu_seconds = static_cast<double>(utime + stime) / ticks;
-  sample.start_time_seconds = units.boot_time_seconds + static_cast<double>(start_ticks) / ticks;
-  sample.virtual_bytes = vsize;
-  sample.resident_bytes = rss_pages > 0 ? static_cast<std::uint64_t>(rss_pages) *
-                                              static_cast<std::uint64_t>(units.page_size)
-                                        : 0;
+  sample.cpu_seconds = static_cast<double>(*utime + *stime) / ticks;
+  sample.start_time_seconds = units.boot_time_seconds + static_cast<double>(*start_ticks) / ticks;
+  sample.virtual_bytes = *vsize;
+  sample.resident_bytes = *rss_pages > 0 ? static_cast<std::uint64_t>(*rss_pages) *
+                                               static_cast<std::uint64_t>(units.page_size)
+                                         : 0;
   return true;
 }
 
@@ -80,9 +73,8 @@ std::optional<double> read_boot_time(std::string_view proc_stat) {
         proc_stat.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
     constexpr std::string_view key = "btime ";
     if (line.substr(0, key.size()) == key) {
-      std::uint64_t seconds = 0;
-      if (parse_number(line.substr(key.size()), seconds))
-        return static_cast<double>(seconds);
+      if (auto seconds = schemas::parse_number<std::uint64_t>(line.substr(key.size())))
+        return static_cast<double>(*seconds);
       return std::nullopt;
     }
     if (end == std::string_view::npos)
