@@ -190,8 +190,7 @@ int run_gateway(const config::gateway_config& cfg, std::function<config::gateway
   workers_io_context on_workers(sys);
   std::size_t readers = db->is_sqlite() ? 2 : 4;
   db_pool pool(sys, db, readers);
-  auto committer = sys.spawn<caf::detached>(db_worker, db, "tg-ledger");
-  auto ledger = sys.spawn(ledger_writer, committer);
+  auto ledger = sys.spawn<caf::detached>(ledger_writer, db);
   schemas::rate_limits default_limits{cfg.limits.rpm.value_or(0), cfg.limits.tpm.value_or(0),
                                       cfg.limits.rpd.value_or(0)};
   // Redis keeps rate windows of keys between activations and across nodes.

@@ -1,20 +1,20 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include <caf/all.hpp>
 
 #include "actors/messages.hpp"
 #include "storage/database.hpp"
 #include "storage/session_cache.hpp"
+#include "storage/session_keeper.hpp"
 
 namespace tollgate {
 
 struct db_worker_state {
   static inline constexpr const char* name = "db_worker";
-  std::shared_ptr<const storage::database> db;
-  std::unique_ptr<soci::session> session; ///< Opened lazily; reopened after a failure.
-  storage::session_cache cache;           ///< Cleared whenever the session closes.
+  std::optional<storage::session_keeper> session; ///< Set when the worker starts.
 };
 
 /// Runs db_jobs on its own session. Spawned detached: blocking is its purpose. Its thread is

@@ -588,7 +588,7 @@ void check_sessions_ended_by_the_server() {
   *sql << "SELECT coalesce(sum(CASE WHEN pg_terminate_backend(pid) THEN 1 ELSE 0 END), 0)" + others,
       soci::into(ended);
   BOOST_TEST_MESSAGE("ended " << ended << " sessions of the gateway");
-  BOOST_TEST_REQUIRE(ended >= 2); // the ledger's committer and at least one reader
+  BOOST_TEST_REQUIRE(ended >= 2); // the ledger writer's and at least one reader's
   BOOST_TEST_REQUIRE(wait_until(std::chrono::seconds{10}, [&] {
     long long left = 0;
     *sql << "SELECT count(*)" + others, soci::into(left);

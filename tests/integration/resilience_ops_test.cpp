@@ -315,7 +315,7 @@ BOOST_AUTO_TEST_CASE(threads_carry_the_names_operators_see) {
   // top -H, perf and /proc tell the gateway's threads apart by these names.
   auto names = threads_after_a_call(nlohmann::json::object());
   BOOST_TEST_CONTEXT("threads: " << list_threads(names)) {
-    BOOST_TEST(names["tg-ledger"] == 1);   // the ledger committer
+    BOOST_TEST(names["tg-ledger"] == 1);   // the ledger writer
     BOOST_TEST(names["tg-upstream"] == 0); // the curl loop runs on the workers
     BOOST_TEST(names["tg-db-read"] == 2);  // SQLite readers
     BOOST_TEST(names["tg-clock"] == 1);    // actor timeouts and delayed messages
