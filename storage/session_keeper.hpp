@@ -42,8 +42,6 @@ public:
     session_.reset();
   }
 
-  const database& db() const { return *db_; }
-
 private:
   soci::session& ready() {
     if (session_ && db_->idle_session_ended(*session_))

@@ -31,7 +31,8 @@ std::vector<storage::ledger_result> commit(storage::session_keeper& session,
         cache.invalidate(); // the connection may be gone: start afresh
       return results;
     });
-  } catch (const std::exception& e) { // the session could not be opened
+  } catch (const std::exception& e) {
+    // The session could not be opened (the batch writer answers its own failures).
     std::vector<storage::ledger_result> out;
     out.reserve(posts.size());
     for (const auto& post : posts)
@@ -84,9 +85,8 @@ caf::behavior ledger_writer(caf::stateful_actor<ledger_writer_state>* self,
         return promise;
       },
       [=](commit_atom) {
+        // Sent only after a post was queued, so the queue holds at least that post.
         self->state.commit_due = false;
-        if (self->state.queue.empty())
-          return;
         commit_next(self);
         // The posts that came during the commit wait in the mailbox: they are queued before
         // the next commit, which comes after them.

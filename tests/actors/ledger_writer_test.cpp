@@ -16,6 +16,7 @@
 #include "storage/database.hpp"
 #include "storage/ledger_repository.hpp"
 #include "storage/users_repository.hpp"
+#include "tests/support/gateway_messages.hpp"
 #include "tests/support/live_services.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -27,13 +28,6 @@ using namespace tollgate;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct test_config : caf::actor_system_config {
-  test_config() {
-    add_message_types<caf::id_block::tollgate>();
-    set("logger.verbosity", caf::atom("quiet"));
-  }
-};
 
 storage::ledger_post credit(const std::string& user, const std::string& request, int64_t amount) {
   storage::ledger_post post;
@@ -62,7 +56,7 @@ void check_batches(std::shared_ptr<const storage::database> db) {
       schemas::random_id("usr"), "Ada", "ada@example.com", false, {}, 0, now, now};
   storage::users_repository(*sql).create(user);
 
-  test_config config;
+  test::gateway_messages config;
   caf::actor_system system{config};
   caf::scoped_actor self{system};
   auto writer = system.spawn<caf::detached>(ledger_writer, db);
@@ -120,7 +114,7 @@ BOOST_AUTO_TEST_CASE(a_store_it_cannot_open_fails_the_posts_and_the_writer_goes_
   // The database's folder cannot be made: opening the session throws.
   auto db = std::make_shared<const storage::database>(
       config::parse_database_url("sqlite:///proc/tollgate-none/t.db"));
-  test_config config;
+  test::gateway_messages config;
   caf::actor_system system{config};
   caf::scoped_actor self{system};
   auto writer = system.spawn<caf::detached>(ledger_writer, db);

@@ -8,6 +8,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/user/user_actor.hpp"
+#include "tests/support/gateway_messages.hpp"
 
 // A user actor that ends while its ledger posts are under way (its shard moved to another
 // node) answers each caller it still owes as never handled, so that the caller asks again,
@@ -18,13 +19,6 @@
 using namespace std::chrono_literals;
 
 namespace {
-
-struct test_config : caf::actor_system_config {
-  test_config() {
-    add_message_types<caf::id_block::tollgate>();
-    set("logger.verbosity", caf::atom("quiet"));
-  }
-};
 
 struct held_posts {
   std::vector<caf::response_promise> promises;
@@ -50,7 +44,7 @@ caf::behavior idle_directory(caf::event_based_actor* self) {
 }
 
 struct ending_user {
-  test_config config;
+  tollgate::test::gateway_messages config;
   caf::actor_system system{config};
   caf::scoped_actor self{system};
   caf::actor ledger = system.spawn(slow_ledger);
